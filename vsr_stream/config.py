@@ -1,0 +1,247 @@
+"""Pipeline configuration: one pydantic model, sections keyed by stage.
+
+Priority, highest first: explicit arguments > environment (``VSR_STREAM_<SECTION>__<FIELD>``)
+> config file (a path or a preset name from ``configs/``) > the defaults below.
+Every invalid value fails here, before any frame is read, with its field path in the message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from vsr_stream.errors import ConfigError
+from vsr_stream.resources import preset_path
+
+ENV_PREFIX = "VSR_STREAM_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DecodeConfig(_Section):
+    threads: int = Field(0, ge=0, description="Decoder threads; 0 lets FFmpeg choose.")
+    strict: bool = Field(
+        True,
+        description="Treat any bitstream damage the decoder detects as an error "
+        "(FFmpeg err_detect=explode) instead of concealing it.",
+    )
+
+
+class TilingConfig(_Section):
+    tile_px: int = Field(32, ge=4, description="Side of a square LR tile, in pixels (ClassSR: 32).")
+    overlap_px: int = Field(
+        4, ge=0, description="Overlap of neighbouring LR tiles, in pixels; stride = tile_px - overlap_px."
+    )
+    context_px: int = Field(
+        8,
+        ge=0,
+        description="Extra LR pixels of context cut around each tile and discarded after upscaling, "
+        "so the network sees what it would see on the whole frame. Seamlessness needs "
+        "context_px >= the network's receptive-field radius.",
+    )
+
+    @model_validator(mode="after")
+    def _stride_positive(self) -> "TilingConfig":
+        if self.overlap_px >= self.tile_px:
+            raise ValueError(f"overlap_px ({self.overlap_px}) must be smaller than tile_px ({self.tile_px})")
+        return self
+
+
+class ClassifyConfig(_Section):
+    vsp_threshold: int = Field(
+        0, ge=0, description="VSP values at or above this count towards TVAT (0-255 pixel scale, integer)."
+    )
+    tvat_thresholds: list[float] = Field(
+        default_factory=list,
+        description="Ascending TVAT boundaries between classes; a tile with TVAT >= t_k is in class k+1 "
+        "or above. Length must be one less than the number of branches.",
+    )
+
+    @model_validator(mode="after")
+    def _ascending(self) -> "ClassifyConfig":
+        t = self.tvat_thresholds
+        if any(b < a for a, b in zip(t, t[1:])):
+            raise ValueError(f"tvat_thresholds must be ascending, got {t}")
+        return self
+
+
+class BranchConfig(_Section):
+    model: str = Field("bicubic", description="Registered model name (see `vsr-stream models`).")
+    weights: str | None = Field(
+        None, description="Weights file (safetensors or weights-only torch); None for the model's shipped weights."
+    )
+    device: str = Field("cpu", description="Torch device for this class: 'cpu', 'cuda:0', ...")
+    workers: int = Field(1, ge=0, description="Built-in worker count for this class (0: external workers only).")
+    max_batch: int = Field(64, ge=1, description="Most tiles per forward pass.")
+    max_wait_ms: int = Field(5, ge=0, description="Longest time a tile waits for its batch to fill.")
+    threads: int = Field(0, ge=0, description="Torch intra-op threads per worker; 0 keeps torch's default.")
+
+
+class UpscaleConfig(_Section):
+    branches: list[BranchConfig] = Field(
+        default_factory=lambda: [BranchConfig()],
+        min_length=1,
+        description="One branch per class, flattest class first.",
+    )
+    allow_random_weights: bool = Field(
+        False, description="Permit models without trained weights (tests and benchmarks only)."
+    )
+
+
+class StitchConfig(_Section):
+    feather_px: int | None = Field(
+        None,
+        ge=0,
+        description="Width of the blending ramp at tile edges, in LR pixels; None uses overlap_px.",
+    )
+    max_pending_frames: int = Field(
+        64, ge=1, description="Frames held for in-order release before the stitcher reports a stall."
+    )
+
+
+class EncodeConfig(_Section):
+    codec: str | None = Field(None, description="Video encoder; None picks one for the container.")
+    crf: int | None = Field(None, ge=0, le=63, description="Constant rate factor (x264/x265/vpx/av1).")
+    bitrate_kbps: int | None = Field(None, ge=1, description="Target bitrate in kbit/s (instead of crf).")
+    preset: str | None = Field(None, description="Encoder speed preset, e.g. 'veryfast'.")
+    pix_fmt: str | None = Field(None, description="Output pixel format; None keeps the input's family.")
+    lossless: bool = Field(False, description="Mathematically lossless output for measurement (ffv1 or libx264rgb qp 0).")
+    overwrite: bool = Field(False, description="Replace an existing output.")
+
+    @model_validator(mode="after")
+    def _one_rate_control(self) -> "EncodeConfig":
+        if self.crf is not None and self.bitrate_kbps is not None:
+            raise ValueError("give crf or bitrate_kbps, not both")
+        return self
+
+
+class TransportConfig(_Section):
+    mode: Literal["inproc", "ipc", "tcp"] = Field(
+        "inproc", description="inproc: stages as threads; ipc: stages as processes; tcp: processes on TCP ports."
+    )
+    host: str = Field("127.0.0.1", description="Interface the tcp mode binds on.")
+    port: int = Field(
+        5555, ge=0, le=65535,
+        description="tcp mode: port of the pipeline's directory socket that external workers ask "
+        "for their endpoints; data sockets bind on the following ports. 0 picks free ports.",
+    )
+    queue_msgs: int = Field(16, ge=1, description="High-water mark of every data socket, in messages.")
+    stall_timeout_ms: int = Field(
+        120_000, ge=100, description="A stage that receives nothing for this long while work is due fails."
+    )
+    ready_timeout_ms: int = Field(60_000, ge=100, description="Longest wait for every stage to report READY.")
+
+
+class PipelineConfig(_Section):
+    scale: Literal[2, 3, 4] = Field(4, description="Upscaling factor.")
+    decode: DecodeConfig = Field(default_factory=DecodeConfig, description="Decoder settings.")
+    tiling: TilingConfig = Field(default_factory=TilingConfig, description="Tile geometry.")
+    classify: ClassifyConfig = Field(default_factory=ClassifyConfig, description="TVAT classification.")
+    upscale: UpscaleConfig = Field(default_factory=UpscaleConfig, description="Branches, one per class.")
+    stitch: StitchConfig = Field(default_factory=StitchConfig, description="Overlap blending.")
+    encode: EncodeConfig = Field(default_factory=EncodeConfig, description="Output encoding.")
+    transport: TransportConfig = Field(default_factory=TransportConfig, description="Stage placement.")
+
+    @model_validator(mode="after")
+    def _classes_match_branches(self) -> "PipelineConfig":
+        n = len(self.upscale.branches)
+        t = len(self.classify.tvat_thresholds)
+        if t != n - 1:
+            raise ValueError(
+                f"classify.tvat_thresholds has {t} value(s) but upscale.branches has {n}; expected {n - 1}"
+            )
+        return self
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.upscale.branches)
+
+
+def _format_validation(err: ValidationError, origin: str) -> str:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        got = e.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{path}: {e['msg']}{shown}")
+    return f"invalid configuration from {origin}: " + "; ".join(lines)
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` updated by ``top``, merging nested dicts instead of replacing them."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_config_file(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML config from a path, or a preset name such as ``default`` (see ``configs/``)."""
+    path = Path(name_or_path)
+    if not path.exists():
+        preset = preset_path(str(name_or_path))
+        if preset is None:
+            raise ConfigError(f"config file not found: {name_or_path} (and no preset of that name)")
+        path = preset
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Nested overrides from ``VSR_STREAM_<SECTION>__<FIELD>=value`` (values parsed as JSON when they can be)."""
+    environ = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX):].split("__")]
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+def load_config(
+    source: str | os.PathLike[str] | dict[str, Any] | PipelineConfig | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> PipelineConfig:
+    """Build a validated :class:`PipelineConfig`.
+
+    ``source`` is a TOML path, a preset name, a dict, a ready config, or None for defaults.
+    ``overrides`` (nested dict) wins over the environment, which wins over ``source``.
+    Raises :class:`ConfigError` naming the offending field.
+    """
+    if isinstance(source, PipelineConfig):
+        data = source.model_dump()
+        origin = "the given config"
+    elif isinstance(source, dict):
+        data, origin = source, "the given dict"
+    elif source is None:
+        data, origin = {}, "defaults"
+    else:
+        data, origin = read_config_file(source), str(source)
+    data = deep_merge(deep_merge(data, env_overrides(environ)), overrides or {})
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation(e, origin)) from e
