@@ -1,0 +1,113 @@
+"""Feathered blending: weights, exactness where tiles agree, rounding, uncovered pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vsr_stream.errors import ModelInputError
+from vsr_stream.geometry import plan_tiles
+from vsr_stream.ops.blend import accumulate, feather_weights, normalize
+
+
+def _buffers(h: int, w: int, c: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((h, w, c), np.float32), np.zeros((h, w), np.float32)
+
+
+def test_feather_weights_known_values():
+    # Row of 5, ramp 2: distances 0 1 2 1 0 -> min(d + 1, 2) / 2.
+    assert feather_weights(1, 5, 2).tolist() == [[0.25, 0.5, 0.5, 0.5, 0.25]]
+    assert feather_weights(3, 1, 4).ravel().tolist() == [0.0625, 0.125, 0.0625]
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (1, 9), (8, 8), (13, 6), (40, 33)])
+@pytest.mark.parametrize("ramp_px", [1, 3, 8, 100])
+def test_feather_weights_positive_symmetric_falling_to_edges(h, w, ramp_px):
+    weights = feather_weights(h, w, ramp_px)
+    assert weights.dtype == np.float32 and weights.shape == (h, w)
+    assert np.all(weights > 0) and np.all(weights <= 1)
+    assert np.array_equal(weights, weights[::-1, :]) and np.array_equal(weights, weights[:, ::-1])
+    centre_row = weights[h // 2]
+    assert np.all(np.diff(centre_row[: w // 2 + 1]) >= 0)
+
+
+@pytest.mark.parametrize("ramp_px", [0, -3])
+def test_feather_weights_without_ramp_are_ones(ramp_px):
+    assert np.array_equal(feather_weights(4, 6, ramp_px), np.ones((4, 6), np.float32))
+
+
+@pytest.mark.parametrize("dtype, values", [(np.uint8, [0, 1, 127, 254, 255]), (np.uint16, [0, 1, 257, 65534, 65535])])
+def test_identical_values_blend_back_exactly(dtype, values):
+    rng = np.random.default_rng(0)
+    acc, wsum = _buffers(1, len(values))
+    tile = np.array([values], dtype=dtype)[..., None].repeat(3, axis=2)
+    for _ in range(9):
+        weight = rng.uniform(1e-3, 1.0, size=(1, len(values))).astype(np.float32)
+        accumulate(acc, wsum, tile, weight, 0, 0)
+    assert np.array_equal(normalize(acc, wsum, dtype), tile)
+
+
+def test_normalize_rounds_half_to_even_and_clips():
+    acc = np.array([[[2.5], [3.5], [-3.0], [300.0], [254.4], [70000.0]]], np.float32)
+    wsum = np.ones((1, 6), np.float32)
+    assert normalize(acc, wsum, np.uint8).ravel().tolist() == [2, 4, 0, 255, 254, 255]
+    out16 = normalize(acc, wsum, np.uint16)
+    assert out16.dtype == np.uint16 and out16.ravel().tolist() == [2, 4, 0, 300, 254, 65535]
+
+
+def test_normalize_divides_by_weight_sum():
+    acc = np.array([[[10.0, 3.0]]], np.float32)
+    wsum = np.array([[4.0]], np.float32)
+    assert normalize(acc, wsum, np.uint8).tolist() == [[[2, 1]]]  # 2.5 -> 2, 0.75 -> 1
+
+
+def test_normalize_raises_on_uncovered_pixel():
+    acc, wsum = _buffers(4, 4)
+    accumulate(acc, wsum, np.ones((4, 3, 3), np.uint8), feather_weights(4, 3, 2), 0, 0)
+    with pytest.raises(ValueError, match="4 pixel"):
+        normalize(acc, wsum, np.uint8)
+
+
+def test_accumulate_adds_weighted_tile_in_place():
+    acc, wsum = _buffers(3, 4, 1)
+    weight = np.array([[0.5, 1.0]], np.float32)
+    accumulate(acc, wsum, np.array([[[4], [6]]], np.uint8), weight, 1, 2)
+    accumulate(acc, wsum, np.array([[[4], [6]]], np.uint8), weight, 1, 2)
+    assert acc[1, 2:, 0].tolist() == [4.0, 12.0] and wsum[1, 2:].tolist() == [1.0, 2.0]
+    assert acc.sum() == 16.0 and wsum.sum() == 3.0
+
+
+@pytest.mark.parametrize(
+    "tile, weight, y0, x0, match",
+    [
+        (np.zeros((2, 2, 1), np.uint8), np.ones((2, 2), np.float32), 0, 0, r"tile must be \(h, w, 3\)"),
+        (np.zeros((2, 2, 3), np.uint8), np.ones((2, 3), np.float32), 0, 0, r"weight must be \(2, 2\)"),
+        (np.zeros((2, 2, 3), np.uint8), np.ones((2, 2), np.float32), 3, 0, "does not fit"),
+        (np.zeros((2, 2, 3), np.uint8), np.ones((2, 2), np.float32), 0, -1, "does not fit"),
+    ],
+)
+def test_accumulate_rejects_mismatched_inputs(tile, weight, y0, x0, match):
+    acc, wsum = _buffers(4, 4)
+    with pytest.raises(ModelInputError, match=match):
+        accumulate(acc, wsum, tile, weight, y0, x0)
+
+
+def test_accumulate_rejects_bad_buffers():
+    acc, wsum = _buffers(4, 4)
+    tile, weight = np.zeros((2, 2, 3), np.uint8), np.ones((2, 2), np.float32)
+    with pytest.raises(ModelInputError, match="acc must be float32"):
+        accumulate(acc.astype(np.float64), wsum, tile, weight, 0, 0)
+    with pytest.raises(ModelInputError, match="wsum must be float32"):
+        accumulate(acc, wsum[:3], tile, weight, 0, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("h, w, tile_px, overlap_px", [(57, 101, 32, 4), (48, 96, 48, 8), (13, 9, 7, 3), (1, 1, 7, 3)])
+def test_tiled_reconstruction_is_bit_exact(dtype, h, w, tile_px, overlap_px):
+    image = np.random.default_rng(1).integers(0, np.iinfo(dtype).max + 1, size=(h, w, 3), dtype=dtype)
+    acc, wsum = _buffers(h, w)
+    for _, y0, x0, th, tw, *_ in plan_tiles(h, w, tile_px, overlap_px, 5):
+        tile = image[y0 : y0 + th, x0 : x0 + tw]
+        accumulate(acc, wsum, tile, feather_weights(th, tw, overlap_px), y0, x0)
+    result = normalize(acc, wsum, dtype)
+    assert result.dtype == dtype and np.array_equal(result, image)
