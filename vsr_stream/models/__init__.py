@@ -1,0 +1,30 @@
+"""Super-resolution models: the registry, and the built-in models registered in it explicitly."""
+
+from __future__ import annotations
+
+from vsr_stream.models import fsrcnn, interp
+from vsr_stream.models.registry import (
+    ModelDescriptor,
+    build_model,
+    descriptors,
+    get,
+    load_weights,
+    names,
+    register,
+    save_weights,
+)
+
+for _desc in (*fsrcnn.DESCRIPTORS, *interp.DESCRIPTORS):
+    register(_desc)
+del _desc
+
+__all__ = [
+    "ModelDescriptor",
+    "build_model",
+    "descriptors",
+    "get",
+    "load_weights",
+    "names",
+    "register",
+    "save_weights",
+]

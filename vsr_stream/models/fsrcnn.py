@@ -1,0 +1,100 @@
+"""FSRCNN (Dong et al., ECCV 2016), in the sizes ClassSR (Kong et al., CVPR 2021) uses as branches.
+
+Layout: feature extraction 5x5 conv (3 -> d), shrink 1x1 (d -> s), ``m`` mapping 3x3 convs
+(s -> s), expand 1x1 (s -> d), each followed by a per-channel PReLU, then a 9x9 transposed
+conv of stride ``scale`` back to 3 channels. ClassSR's branches are d = 16, 36, 56 with
+s = 12, m = 4.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import torch
+from torch import nn
+
+from vsr_stream.models.registry import ModelDescriptor
+
+SCALES = (2, 3, 4)
+SHRINK_CHANNELS = 12
+N_MAP_LAYERS = 4
+_DECONV_KERNEL_PX = 9
+_DECONV_PADDING_PX = _DECONV_KERNEL_PX // 2
+
+
+class FSRCNN(nn.Module):
+    """FSRCNN: ``(N, 3, H, W)`` -> ``(N, 3, H*scale, W*scale)``, any H, W >= 1; no clamping.
+
+    The input dtype must match the parameters' (float32 as built; ``.half()`` or
+    ``.bfloat16()`` the module for half precision). Initialised as in the paper: convs
+    normal with std sqrt(2 / (out_channels * k * k)), the deconv normal with std 0.001,
+    biases zero, PReLU slopes 0.25.
+    """
+
+    def __init__(
+        self,
+        scale: int,
+        feature_channels: int,
+        shrink_channels: int = SHRINK_CHANNELS,
+        n_map_layers: int = N_MAP_LAYERS,
+    ) -> None:
+        super().__init__()
+        d, s = feature_channels, shrink_channels
+        layers = [*_conv_prelu(3, d, 5), *_conv_prelu(d, s, 1)]
+        for _ in range(n_map_layers):
+            layers += _conv_prelu(s, s, 3)
+        layers += _conv_prelu(s, d, 1)
+        self.body = nn.Sequential(*layers)
+        # output_padding = scale - 1 makes the output exactly H*scale: (H-1)*s - 2*4 + 9 + s-1.
+        self.upsample = nn.ConvTranspose2d(
+            d, 3, _DECONV_KERNEL_PX, stride=scale, padding=_DECONV_PADDING_PX, output_padding=scale - 1
+        )
+        self._init_as_paper()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.upsample(self.body(x))
+
+    def _init_as_paper(self) -> None:
+        for layer in self.body:
+            if isinstance(layer, nn.Conv2d):
+                fan_out = layer.out_channels * layer.kernel_size[0] * layer.kernel_size[1]
+                nn.init.normal_(layer.weight, std=math.sqrt(2 / fan_out))
+                nn.init.zeros_(layer.bias)
+        nn.init.normal_(self.upsample.weight, std=1e-3)
+        nn.init.zeros_(self.upsample.bias)
+
+
+def _conv_prelu(in_channels: int, out_channels: int, kernel_px: int) -> list[nn.Module]:
+    conv = nn.Conv2d(in_channels, out_channels, kernel_px, padding=kernel_px // 2)
+    return [conv, nn.PReLU(out_channels)]
+
+
+def receptive_radius_px(scale: int, n_map_layers: int = N_MAP_LAYERS) -> int:
+    """LR context (px, every side) a tile needs at ``scale`` for its interior to match the whole frame.
+
+    A body feature at LR position i depends on LR pixels within 2 (the 5x5 conv) +
+    ``n_map_layers`` (the 3x3 convs) of i; the 1x1 convs add nothing. So a feature computed
+    in a tile equals the whole-frame one iff it lies that far inside the tile. HR pixel o
+    of the 9-tap, padding-4, stride-s deconv reads features i with i*s in [o-4, o+4]; for
+    the HR pixels of LR pixels [a, b) those are i in [a - floor(4/s), b - 1 + ceil(4/s)].
+    Hence 2 + n_map_layers + ceil(4/s): 8 at x2 and x3, 7 at x4 (each is tight).
+    """
+    return 2 + n_map_layers + math.ceil(_DECONV_PADDING_PX / scale)
+
+
+def _descriptor(feature_channels: int) -> ModelDescriptor:
+    return ModelDescriptor(
+        name=f"fsrcnn-{feature_channels}",
+        scales=SCALES,
+        builder=partial(FSRCNN, feature_channels=feature_channels),
+        learned=True,
+        supports_half=True,
+        receptive_radius_px=max(receptive_radius_px(scale) for scale in SCALES),
+        min_size_px=1,
+        description=f"FSRCNN d={feature_channels}, s={SHRINK_CHANNELS}, m={N_MAP_LAYERS} (a ClassSR branch)",
+        family="fsrcnn",
+    )
+
+
+DESCRIPTORS = tuple(_descriptor(feature_channels) for feature_channels in (16, 36, 56))

@@ -1,0 +1,53 @@
+"""Running a registered model on batches of uint8/uint16 RGB windows (the branch workers' core)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from vsr_stream.config import BranchConfig
+from vsr_stream.errors import ConfigError, ModelInputError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for ``name``; raises ConfigError when it does not exist here."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"upscale.branches[].device: {name!r} is not a torch device") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine")
+    return device
+
+
+class BranchModel:
+    """One branch's network on its device: ``upscale(windows)`` maps (N, h, w, 3) → (N, h*s, w*s, 3).
+
+    Input and output dtype are the same (uint8 on 0–255, or uint16 on 0–65535); the network
+    sees floats in [0, 1] and its output is clamped to that range before rounding.
+    """
+
+    def __init__(self, branch: BranchConfig, scale: int, allow_random: bool) -> None:
+        from vsr_stream.models import build_model
+
+        self.scale = scale
+        self.device = resolve_device(branch.device)
+        if branch.threads:
+            torch.set_num_threads(branch.threads)
+        self.module = build_model(branch.model, scale, weights=branch.weights, allow_random=allow_random)
+        self.module.to(self.device)
+
+    @torch.inference_mode()
+    def upscale(self, windows: np.ndarray) -> np.ndarray:
+        if windows.ndim != 4 or windows.shape[3] != 3 or windows.dtype not in (np.uint8, np.uint16):
+            raise ModelInputError(f"expected (N, h, w, 3) uint8/uint16 windows, got {windows.shape} {windows.dtype}")
+        peak = float(np.iinfo(windows.dtype).max)
+        x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device).permute(0, 3, 1, 2).float() / peak
+        y = self.module(x).clamp_(0.0, 1.0).mul_(peak).round_()
+        out_dtype = torch.uint8 if windows.dtype == np.uint8 else torch.int32
+        hr = y.permute(0, 2, 3, 1).to(out_dtype).cpu().numpy()
+        return hr.astype(windows.dtype, copy=False)

@@ -1,0 +1,217 @@
+"""Model registry: a descriptor per model, and building a ready module from a name and scale.
+
+A :class:`ModelDescriptor` states what a caller must know before running a model (scales,
+half precision, tile context, size limits). Descriptors are registered explicitly in
+``vsr_stream/models/__init__.py``; nothing is discovered by scanning files.
+
+Every model maps ``(N, 3, H, W)`` in [0, 1] to ``(N, 3, H*s, W*s)`` in the input's dtype and
+does not clamp: the caller clamps.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from vsr_stream.errors import ConfigError, DuplicateModelError, ModelInputError, UnknownModelError
+
+logger = logging.getLogger(__name__)
+
+SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+_NESTED_STATE_KEYS = ("state_dict", "params")
+
+
+@dataclass(frozen=True)
+class ModelDescriptor:
+    """What the pipeline knows about a model before building it.
+
+    Attributes:
+        name: registry key, e.g. ``"fsrcnn-56"``.
+        scales: integer upscaling factors the model can be built for.
+        builder: ``builder(scale)`` returns a fresh module with default initialisation.
+        learned: True if the model has trainable weights; False for interpolation.
+        supports_half: True if float16 and bfloat16 inputs are supported.
+        receptive_radius_px: LR pixels of context a tile needs on every side so that its
+            upscaled interior equals the whole-frame result (the maximum over ``scales``).
+        min_size_px: smallest input H and W accepted.
+        description: one line for humans (``--list-models``).
+        family: architecture family, e.g. ``"fsrcnn"`` or ``"interpolation"``.
+    """
+
+    name: str
+    scales: tuple[int, ...]
+    builder: Callable[[int], nn.Module]
+    learned: bool
+    supports_half: bool
+    receptive_radius_px: int
+    min_size_px: int
+    description: str
+    family: str
+
+
+_registry: dict[str, ModelDescriptor] = {}
+
+
+def register(desc: ModelDescriptor) -> None:
+    """Add ``desc`` to the registry. Raises DuplicateModelError if its name is taken."""
+    if desc.name in _registry:
+        raise DuplicateModelError(f"model {desc.name!r} is already registered")
+    _registry[desc.name] = desc
+
+
+def get(name: str) -> ModelDescriptor:
+    """Descriptor of model ``name``. Raises UnknownModelError (a LookupError) naming the known models."""
+    try:
+        return _registry[name]
+    except KeyError:
+        known = ", ".join(names())
+        raise UnknownModelError(f"unknown model {name!r}; known models: {known}") from None
+
+
+def names() -> tuple[str, ...]:
+    """Names of every registered model, sorted."""
+    return tuple(sorted(_registry))
+
+
+def descriptors() -> tuple[ModelDescriptor, ...]:
+    """Every registered descriptor, sorted by name."""
+    return tuple(_registry[name] for name in names())
+
+
+def shipped_weights_path(name: str, scale: int) -> Path:
+    """Where the package keeps trained weights of ``name`` at ``scale`` (the file may not exist)."""
+    return SHIPPED_WEIGHTS_DIR / f"{name}_x{scale}.safetensors"
+
+
+def build_model(
+    name: str,
+    scale: int,
+    weights: str | Path | None = None,
+    allow_random: bool = False,
+) -> nn.Module:
+    """Build registered model ``name`` for ``scale``, ready for inference.
+
+    Weights come from ``weights`` if given, else from :func:`shipped_weights_path` if that
+    file exists; a learned model with neither keeps its random initialisation only when
+    ``allow_random`` (tests and benchmarks; a warning is logged). Returns a float32 module
+    on the CPU, in eval mode, with ``requires_grad`` False on every parameter.
+
+    Raises:
+        UnknownModelError: ``name`` is not registered.
+        ModelInputError: ``scale`` is not one of the descriptor's ``scales``.
+        ConfigError: ``weights`` given for a model without weights; a learned model has no
+            weights and ``allow_random`` is False; the weights file is unusable.
+    """
+    desc = get(name)
+    if not isinstance(scale, int) or scale not in desc.scales:
+        raise ModelInputError(f"model {name!r} supports scales {desc.scales}, not {scale!r}")
+    module = desc.builder(scale)
+    weights_path = _resolve_weights(desc, scale, weights, allow_random)
+    if weights_path is not None:
+        load_weights(module, weights_path)
+    module.eval()
+    module.requires_grad_(False)
+    return module
+
+
+def _resolve_weights(
+    desc: ModelDescriptor, scale: int, weights: str | Path | None, allow_random: bool
+) -> Path | None:
+    if not desc.learned:
+        if weights is not None:
+            raise ConfigError(f"model {desc.name!r} has no weights to load (got weights={weights})")
+        return None
+    if weights is not None:
+        return Path(weights)
+    shipped = shipped_weights_path(desc.name, scale)
+    if shipped.is_file():
+        return shipped
+    if not allow_random:
+        raise ConfigError(
+            f"model {desc.name!r} has no trained weights for x{scale} (looked for {shipped}); "
+            "pass weights= or allow random weights (tests/benchmarks only)"
+        )
+    logger.warning("model %s x%d: no trained weights, using random initialisation", desc.name, scale)
+    return None
+
+
+def load_weights(module: nn.Module, path: str | Path) -> None:
+    """Load the weights file ``path`` into ``module`` in place, strictly (every key and shape).
+
+    ``.safetensors`` files are read with safetensors; any other file with
+    ``torch.load(weights_only=True)`` and must hold a dict of tensors, at the top level or
+    under a ``'state_dict'`` or ``'params'`` key. Values are copied into the module's
+    existing parameters, keeping their dtype and device.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, does not hold a dict of tensors, or
+            its keys or shapes differ from the module's; the message names the path.
+    """
+    path = Path(path)
+    state = _read_state_dict(path)
+    _check_state_fits(module, state, path)
+    module.load_state_dict(state, strict=True)
+
+
+def save_weights(module: nn.Module, path: str | Path) -> None:
+    """Write ``module``'s state dict to ``path`` (which must end in ``.safetensors``) as safetensors.
+
+    Raises ConfigError for another suffix (load_weights would not read it back as
+    safetensors) and OSError if the file cannot be written.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ConfigError(f"weights are saved as safetensors; {path} must end in .safetensors")
+    tensors = {key: value.detach().cpu().contiguous() for key, value in module.state_dict().items()}
+    save_file(tensors, str(path))
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise ConfigError(f"weights file {path} does not exist")
+    # A truncated torch archive surfaces as RuntimeError and an empty one as EOFError; both
+    # are re-raised as ConfigError here, the one place that reads weight files.
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError, SafetensorError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"weights file {path} cannot be read as weights: {reason}") from e
+    return _unwrap_state_dict(loaded, path)
+
+
+def _unwrap_state_dict(loaded: object, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(loaded, Mapping):
+        nested = [loaded[key] for key in _NESTED_STATE_KEYS if isinstance(loaded.get(key), Mapping)]
+        loaded = nested[0] if nested else loaded
+    if not isinstance(loaded, Mapping) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in loaded.items()
+    ):
+        raise ConfigError(f"weights file {path} does not hold a dict of tensors")
+    return dict(loaded)
+
+
+def _check_state_fits(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    expected = {key: tuple(value.shape) for key, value in module.state_dict().items()}
+    found = {key: tuple(value.shape) for key, value in state.items()}
+    problems = []
+    if missing := sorted(expected.keys() - found.keys()):
+        problems.append(f"missing keys {missing}")
+    if unexpected := sorted(found.keys() - expected.keys()):
+        problems.append(f"unexpected keys {unexpected}")
+    problems += [
+        f"{key} has shape {found[key]}, expected {expected[key]}"
+        for key in sorted(expected.keys() & found.keys())
+        if found[key] != expected[key]
+    ]
+    if problems:
+        raise ConfigError(f"weights file {path} does not fit {type(module).__name__}: {'; '.join(problems)}")
