@@ -101,9 +101,6 @@ class StitchConfig(_Section):
         ge=0,
         description="Width of the blending ramp at tile edges, in LR pixels; None uses overlap_px.",
     )
-    max_pending_frames: int = Field(
-        64, ge=1, description="Frames held for in-order release before the stitcher reports a stall."
-    )
 
 
 class EncodeConfig(_Section):

@@ -35,9 +35,11 @@ STOP = "stop"
 DONE = "done"
 ERROR = "error"
 PROGRESS = "progress"
+HELLO = "hello"  # external worker -> directory: which class it serves
+WELCOME = "welcome"  # directory -> external worker: addresses and the run's config
 
 DATA_KINDS = frozenset({STREAMS, FRAME, PLAN, TILES, RESULT, PACKET, EOS})
-CONTROL_KINDS = frozenset({READY, START, STOP, DONE, ERROR, PROGRESS})
+CONTROL_KINDS = frozenset({READY, START, STOP, DONE, ERROR, PROGRESS, HELLO, WELCOME})
 _ALLOWED_DTYPES = frozenset({"uint8", "uint16", "int32", "int64", "float16", "float32"})
 
 # Columns of the int32 tile-geometry array carried by TILES and RESULT (one row per tile).

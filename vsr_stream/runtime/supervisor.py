@@ -1,0 +1,144 @@
+"""The supervisor: starts the stages, waits for READY, says START, watches, and stops the graph.
+
+Binds: control (ROUTER; every stage's DEALER connects with its name as identity) and, in tcp
+mode, the directory (REP) that external branch workers ask for their addresses.
+Errors travel here out of band: the first one stops every stage and is raised as one
+:class:`StageFailedError`. A stage that dies without a word is detected by its handle.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import zmq
+
+from vsr_stream import messages as m
+from vsr_stream.config import PipelineConfig
+from vsr_stream.errors import PipelineTimeoutError, StageFailedError
+from vsr_stream.runtime.graph import StageSpec
+from vsr_stream.runtime.runners import StageHandle, start
+from vsr_stream.transport import Endpoints, open_socket
+
+log = logging.getLogger(__name__)
+
+_POLL_MS = 100
+_JOIN_S = 10.0
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class RunState:
+    ready: set[str] = field(default_factory=set)
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    external: set[str] = field(default_factory=set)
+    error: StageFailedError | None = None
+
+
+class Supervisor:
+    def __init__(self, cfg: PipelineConfig, specs: list[StageSpec], ep: Endpoints,
+                 progress: ProgressFn | None = None) -> None:
+        self.cfg, self.specs, self.ep = cfg, specs, ep
+        self.progress = progress
+        self.state = RunState()
+        self.handles: list[StageHandle] = []
+        self.finite = {s.name for s in specs if not s.service}
+
+    def run(self) -> dict[str, dict[str, Any]]:
+        """Run the graph to completion; returns each stage's final stats by name."""
+        ctx = zmq.Context.instance() if self.cfg.transport.mode == "inproc" else zmq.Context()
+        self.control = open_socket(ctx, zmq.ROUTER, self.ep.control, bind=True, hwm=10_000)
+        self.directory = (open_socket(ctx, zmq.REP, self.ep.directory, bind=True, hwm=100)
+                          if self.ep.directory else None)
+        try:
+            self.handles = [start(s, self.cfg, ctx) for s in self.specs]
+            self._wait(lambda: self.state.ready >= {s.name for s in self.specs},
+                       self.cfg.transport.ready_timeout_ms, "every stage to report READY")
+            self._send("decode", m.START)
+            self._wait(lambda: self.finite <= self.state.done.keys(), None, "the pipeline to finish")
+            return self.state.done
+        except BaseException:
+            self._stop_all()
+            raise
+        finally:
+            self._shutdown()
+
+    def _wait(self, cond: Callable[[], bool], timeout_ms: int | None, what: str) -> None:
+        t0 = time.monotonic()
+        while not cond():
+            self._poll_once()
+            if self.state.error is not None:
+                raise self.state.error
+            self._check_alive()
+            if timeout_ms is not None and (time.monotonic() - t0) * 1000 > timeout_ms:
+                missing = sorted({s.name for s in self.specs} - self.state.ready)
+                raise PipelineTimeoutError(f"timed out after {timeout_ms} ms waiting for {what} (missing: {missing})")
+
+    def _poll_once(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.control, zmq.POLLIN)
+        if self.directory is not None:
+            poller.register(self.directory, zmq.POLLIN)
+        ready = dict(poller.poll(_POLL_MS))
+        if self.directory is not None and self.directory in ready:
+            self._answer_directory()
+        while self.control in ready and self.control.poll(0):
+            identity, *parts = self.control.recv_multipart(copy=False)
+            self._on_control(identity.bytes.decode(), m.decode(parts))
+
+    def _on_control(self, sender: str, msg: m.Message) -> None:
+        if msg.kind == m.READY:
+            self.state.ready.add(sender)
+            if sender not in {s.name for s in self.specs}:
+                self.state.external.add(sender)
+                log.info("external worker %s joined", sender)
+        elif msg.kind == m.DONE:
+            self.state.done[sender] = msg.header.get("stats", {})
+        elif msg.kind == m.PROGRESS and self.progress is not None:
+            self.progress(msg.header)
+        elif msg.kind == m.ERROR and self.state.error is None:
+            self.state.error = StageFailedError(sender, msg["message"])
+            self.state.error.error_type = msg["error"]
+            log.debug("%s failed:\n%s", sender, msg.header.get("traceback", ""))
+
+    def _answer_directory(self) -> None:
+        from vsr_stream.runtime.workers import welcome  # tcp mode only
+
+        request = m.decode(self.directory.recv_multipart())
+        self.directory.send_multipart(m.encode(welcome(request, self.cfg, self.ep)))
+
+    def _check_alive(self) -> None:
+        for h in self.handles:
+            if not h.alive() and h.name not in self.state.done and self.state.error is None:
+                self._poll_once()  # its last words may still be in flight
+                if self.state.error is None and h.name not in self.state.done:
+                    self.state.error = StageFailedError(h.name, f"stopped unexpectedly: {h.exit_reason()}")
+
+    def _send(self, name: str, kind: str) -> None:
+        try:
+            self.control.send_multipart([name.encode(), *m.encode(m.control(kind, "supervisor"))])
+        except zmq.ZMQError as e:
+            if e.errno != zmq.EHOSTUNREACH:  # the stage already left: nothing to tell it
+                raise
+
+    def _stop_all(self) -> None:
+        for name in self.state.ready | self.state.external:
+            self._send(name, m.STOP)
+
+    def _shutdown(self) -> None:
+        for name in self.state.ready:
+            if name not in self.state.done:
+                self._send(name, m.STOP)
+        deadline = time.monotonic() + _JOIN_S
+        for h in self.handles:
+            h.join(max(0.0, deadline - time.monotonic()))
+            if h.alive():
+                log.warning("stage %s did not stop within %.0f s; killing it", h.name, _JOIN_S)
+                h.kill()
+        self.control.close(0)
+        if self.directory is not None:
+            self.directory.close(0)
+

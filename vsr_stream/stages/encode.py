@@ -1,0 +1,106 @@
+"""Encode stage: HR frames and passthrough packets → the output file, stream or PNG folder.
+
+Receives on encode_in: STREAMS then PACKET (from decode), FRAME (HR, in order, from stitch).
+Emits: PROGRESS to the supervisor per frame. Expects two EOS: decode's packets, stitch's frames.
+Binds: encode_in (PULL fan-in). The output is opened when the source description arrives,
+written under a temporary name, and renamed only after a clean finish.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator
+
+from vsr_stream import messages as m
+from vsr_stream.config import PipelineConfig
+from vsr_stream.errors import ProtocolError
+from vsr_stream.media.items import SourceInfo
+from vsr_stream.media.sink import Sink, open_sink
+from vsr_stream.stage import Out, Stage
+from vsr_stream.stages.frames import frame_item, packet_item
+
+
+class EncodeStage(Stage):
+    name = "encode"
+    eos_expected = 2
+
+    def __init__(self, cfg: PipelineConfig, output: str) -> None:
+        self.cfg = cfg
+        self.output = output
+        self.sink: Sink | None = None
+        self.held: list[m.Message] = []
+        self.frames = 0
+        self.packets = 0
+        self.busy_s = 0.0
+        self.next_index = 0
+        self.expected: dict[str, int] = {}
+
+    def process(self, msg: m.Message) -> Iterator[Out]:
+        if msg.kind == m.STREAMS:
+            self._open(SourceInfo.from_wire(msg["source"]))
+            held, self.held = self.held, []
+            for h in held:
+                yield from self.process(h)
+        elif self.sink is None:
+            self.held.append(msg)
+        elif msg.kind == m.FRAME:
+            yield from self._frame(msg)
+        elif msg.kind == m.PACKET:
+            self._timed(self.sink.write_packet, packet_item(msg))
+            self.packets += 1
+        else:
+            raise ProtocolError(f"encode cannot handle {msg.kind}")
+
+    def _open(self, info: SourceInfo) -> None:
+        if self.sink is not None:
+            raise ProtocolError("encode received the source description twice")
+        self.sink = open_sink(self.output, self.cfg.encode, info, self.cfg.scale)
+
+    def _frame(self, msg: m.Message) -> Iterator[Out]:
+        if msg["index"] != self.next_index:
+            raise ProtocolError(f"encode expected frame {self.next_index}, got {msg['index']}")
+        self.next_index += 1
+        self._timed(self.sink.write_frame, frame_item(msg))
+        self.frames += 1
+        yield "control", m.control(m.PROGRESS, self.name, frames=self.frames)
+
+    def _timed(self, fn: Any, arg: Any) -> None:
+        t0 = time.perf_counter()
+        fn(arg)
+        self.busy_s += time.perf_counter() - t0
+
+    def on_eos(self, msg: m.Message) -> None:
+        path = msg.header.get("path")
+        if path not in ("frames", "packets") or path in self.expected:
+            raise ProtocolError(f"encode: unexpected EOS {msg.header}")
+        self.expected[path] = msg["count"]
+
+    def drained(self) -> bool:
+        return not self.held
+
+    def flush(self) -> Iterator[Out]:
+        got = {"frames": self.frames, "packets": self.packets}
+        if self.sink is None:
+            raise ProtocolError("encode: the source description never arrived")
+        if got != self.expected:
+            raise ProtocolError(f"encode: upstream sent {self.expected}, {got} arrived")
+        return iter(())
+
+    def teardown(self, ok: bool) -> None:
+        if self.sink is None:
+            return
+        if not ok:
+            self.sink.abort()
+            return
+        try:
+            t0 = time.perf_counter()
+            self.sink.close()
+            self.busy_s += time.perf_counter() - t0
+        except BaseException:
+            self.sink.abort()
+            raise
+
+    def stats(self) -> dict[str, Any]:
+        sink = self.sink
+        extra = sink.stats() if sink is not None and hasattr(sink, "stats") else {}
+        return {"frames": self.frames, "packets": self.packets, "busy_s": self.busy_s, **extra}

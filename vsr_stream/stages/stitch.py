@@ -1,0 +1,124 @@
+"""Stitch stage: blends upscaled tiles back into HR frames and releases them in order.
+
+Receives: PLAN (from classify) and RESULT (from every branch worker) on stitch_in, in any order.
+Emits: FRAME (HR) on 'frames' to encode, strictly by frame index, each exactly once.
+Binds: stitch_in (PULL fan-in). Connects: encode_in. Ends after classify's EOS once every
+planned frame is complete.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from vsr_stream import messages as m
+from vsr_stream.config import PipelineConfig
+from vsr_stream.errors import ProtocolError
+from vsr_stream.ops.blend import accumulate, feather_weights, normalize
+from vsr_stream.stage import Out, Stage
+
+
+@dataclass
+class _Canvas:
+    plan: m.Message
+    acc: np.ndarray
+    wsum: np.ndarray
+    remaining: int
+
+
+class StitchStage(Stage):
+    name = "stitch"
+
+    def __init__(self, cfg: PipelineConfig) -> None:
+        self.scale = cfg.scale
+        feather = cfg.stitch.feather_px if cfg.stitch.feather_px is not None else cfg.tiling.overlap_px
+        self.ramp_px = feather * cfg.scale
+        self.canvases: dict[int, _Canvas] = {}
+        self.early: dict[int, list[m.Message]] = {}
+        self.done: dict[int, m.Message] = {}
+        self.next_index = 0
+        self.plans = 0
+        self.plans_expected: int | None = None
+        self.released = 0
+        self.busy_s = 0.0
+        self._weights: dict[tuple[int, int], np.ndarray] = {}
+
+    def process(self, msg: m.Message) -> Iterator[Out]:
+        t0 = time.perf_counter()
+        if msg.kind == m.PLAN:
+            self._plan(msg)
+        elif msg.kind == m.RESULT:
+            self._result(msg)
+        else:
+            raise ProtocolError(f"stitch expects {m.PLAN} or {m.RESULT}, got {msg.kind}")
+        self.busy_s += time.perf_counter() - t0
+        yield from self._release()
+
+    def _plan(self, msg: m.Message) -> None:
+        index = msg["index"]
+        if index in self.canvases or index in self.done or index < self.next_index:
+            raise ProtocolError(f"stitch: frame {index} planned twice")
+        hr_h, hr_w = msg["h"] * self.scale, msg["w"] * self.scale
+        self.plans += 1
+        self.canvases[index] = _Canvas(msg, np.zeros((hr_h, hr_w, 3), np.float32),
+                                       np.zeros((hr_h, hr_w), np.float32), msg["n_tiles"])
+        for early in self.early.pop(index, []):
+            self._result(early)
+
+    def _result(self, msg: m.Message) -> None:
+        index = msg["index"]
+        canvas = self.canvases.get(index)
+        if canvas is None:
+            if index < self.next_index or index in self.done:
+                raise ProtocolError(f"stitch: tiles for frame {index}, which is already complete")
+            self.early.setdefault(index, []).append(msg)
+            return
+        geom, hr = msg.arrays
+        s = self.scale
+        for row, window in zip(geom, hr):
+            _, y0, x0, h, w, wy0, wx0, _, _ = (int(v) for v in row)
+            core = window[(y0 - wy0) * s:(y0 - wy0 + h) * s, (x0 - wx0) * s:(x0 - wx0 + w) * s]
+            accumulate(canvas.acc, canvas.wsum, core, self._weight(h * s, w * s), y0 * s, x0 * s)
+        canvas.remaining -= len(geom)
+        if canvas.remaining < 0:
+            raise ProtocolError(f"stitch: frame {index} received more tiles than its plan's {canvas.plan['n_tiles']}")
+        if canvas.remaining == 0:
+            del self.canvases[index]
+            dtype = np.dtype(canvas.plan["dtype"])
+            self.done[index] = m.Message(m.FRAME, _frame_header(canvas.plan), [normalize(canvas.acc, canvas.wsum, dtype)])
+
+    def _weight(self, h: int, w: int) -> np.ndarray:
+        if (h, w) not in self._weights:
+            self._weights[(h, w)] = feather_weights(h, w, self.ramp_px)
+        return self._weights[(h, w)]
+
+    def _release(self) -> Iterator[Out]:
+        while self.next_index in self.done:
+            frame = self.done.pop(self.next_index)
+            self.next_index += 1
+            self.released += 1
+            yield "frames", frame
+
+    def drained(self) -> bool:
+        return not self.canvases and not self.early and not self.done
+
+    def idle(self) -> bool:
+        return False
+
+    def flush(self) -> Iterator[Out]:
+        yield "frames", m.eos(self.released, path="frames")
+
+    def on_eos(self, msg: m.Message) -> None:
+        self.plans_expected = msg["count"]
+        if self.plans_expected != self.plans:
+            raise ProtocolError(f"stitch: classify sent {self.plans_expected} plans but {self.plans} arrived")
+
+    def stats(self) -> dict[str, Any]:
+        return {"frames": self.released, "busy_s": self.busy_s}
+
+
+def _frame_header(plan: m.Message) -> dict[str, Any]:
+    return {k: plan.header[k] for k in ("index", "pts", "time_base", "duration", "name")}
