@@ -46,6 +46,8 @@ class BranchModel:
         if windows.ndim != 4 or windows.shape[3] != 3 or windows.dtype not in (np.uint8, np.uint16):
             raise ModelInputError(f"expected (N, h, w, 3) uint8/uint16 windows, got {windows.shape} {windows.dtype}")
         peak = float(np.iinfo(windows.dtype).max)
+        if not windows.flags.writeable:  # received zmq buffers are read-only; torch wants to own writable memory
+            windows = windows.copy()
         x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device).permute(0, 3, 1, 2).float() / peak
         y = self.module(x).clamp_(0.0, 1.0).mul_(peak).round_()
         out_dtype = torch.uint8 if windows.dtype == np.uint8 else torch.int32
