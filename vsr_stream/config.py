@@ -156,6 +156,15 @@ class PipelineConfig(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _workers_reachable(self) -> "PipelineConfig":
+        if self.transport.mode != "tcp":
+            idle = [k for k, b in enumerate(self.upscale.branches) if b.workers == 0]
+            if idle:
+                raise ValueError(f"upscale.branches {idle} have workers = 0, which only tcp mode allows "
+                                 "(external workers join with `vsr-stream worker`)")
+        return self
+
     @property
     def n_classes(self) -> int:
         return len(self.upscale.branches)

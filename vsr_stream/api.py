@@ -1,0 +1,120 @@
+"""The library facade. The CLI only calls what is here.
+
+    report = vsr_stream.upscale("in.mp4", "out.mp4", scale=4)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from vsr_stream.config import PipelineConfig, deep_merge, load_config
+from vsr_stream.errors import ConfigError, SinkError, SourceError, StageFailedError
+from vsr_stream.media.sink import check_output
+from vsr_stream.media.source import open_source
+from vsr_stream.media.urls import redact_url
+from vsr_stream.models import build_model, get
+from vsr_stream.runtime.graph import build_graph
+from vsr_stream.runtime.supervisor import Supervisor
+from vsr_stream.transport import make_endpoints
+
+log = logging.getLogger(__name__)
+
+ConfigLike = str | os.PathLike[str] | dict[str, Any] | PipelineConfig | None
+_TYPED = {"SourceError": SourceError, "SinkError": SinkError, "ConfigError": ConfigError}
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a run did. ``tiles_per_class[k]`` counts the tiles routed to branch k."""
+
+    input: str
+    output: str
+    scale: int
+    frames: int
+    tiles_per_class: list[int]
+    passthrough_packets: int
+    elapsed_s: float
+    transport: str
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "fps": self.fps}
+
+    def summary(self) -> str:
+        total = sum(self.tiles_per_class) or 1
+        shares = ", ".join(f"class {k}: {n} ({100 * n / total:.1f}%)" for k, n in enumerate(self.tiles_per_class))
+        return (f"{self.frames} frames ×{self.scale} in {self.elapsed_s:.2f} s ({self.fps:.2f} fps); "
+                f"tiles {shares}; {self.passthrough_packets} passthrough packets; output {self.output}")
+
+
+def resolve_config(config: ConfigLike = None, scale: int | None = None,
+                   overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Validated config: ``overrides`` and ``scale`` over the environment over ``config``."""
+    top = deep_merge(overrides or {}, {"scale": scale} if scale is not None else {})
+    cfg = load_config(config, top)
+    check_models(cfg)
+    return cfg
+
+
+def check_models(cfg: PipelineConfig) -> None:
+    """Fail before any frame is read if a branch's model, scale or weights are wrong."""
+    for k, branch in enumerate(cfg.upscale.branches):
+        try:
+            build_model(branch.model, cfg.scale, weights=branch.weights, allow_random=cfg.upscale.allow_random_weights)
+        except (LookupError, ValueError) as e:
+            raise ConfigError(f"upscale.branches.{k}: {e}") from e
+        radius = get(branch.model).receptive_radius_px
+        if cfg.tiling.context_px < radius:
+            log.warning("tiling.context_px=%d is below %s's receptive radius %d px: tile seams may show",
+                        cfg.tiling.context_px, branch.model, radius)
+
+
+def upscale(input: str | os.PathLike[str], output: str | os.PathLike[str], *, scale: int | None = None,
+            config: ConfigLike = None, overrides: dict[str, Any] | None = None,
+            progress: Callable[[int, int | None], None] | None = None) -> Report:
+    """Upscale a video, image, image sequence or image folder into ``output``.
+
+    ``progress(frames_done, frames_total_or_None)`` is called as frames are written.
+    Raises ConfigError (bad config), SourceError (bad input), SinkError (bad output),
+    StageFailedError (a stage failed), Cancelled (stopped); no partial output is left.
+    """
+    src, dst = os.fspath(input), os.fspath(output)
+    cfg = resolve_config(config, scale, overrides)
+    check_output(dst, cfg.encode.overwrite)
+    with open_source(src, cfg.decode) as probe:
+        total = probe.info.video.frame_count
+    ep = make_endpoints(cfg.transport, cfg.n_classes)
+    for k, branch in enumerate(cfg.upscale.branches):
+        if branch.workers == 0:
+            log.warning("class %d has no built-in worker: waiting for `vsr-stream worker --connect %s --class %d`",
+                        k, ep.directory, k)
+    specs = build_graph(cfg, src, dst, ep)
+    on_progress = None if progress is None else (lambda h: progress(h["frames"], total))
+    t0 = time.monotonic()
+    try:
+        stats = Supervisor(cfg, specs, ep, on_progress).run()
+    except StageFailedError as e:
+        typed = _TYPED.get(getattr(e, "error_type", ""))
+        if typed is not None:
+            raise typed(str(e)) from e
+        raise
+    finally:
+        if ep.ipc_dir:
+            shutil.rmtree(ep.ipc_dir, ignore_errors=True)
+    return _report(cfg, src, dst, stats, time.monotonic() - t0)
+
+
+def _report(cfg: PipelineConfig, src: str, dst: str, stats: dict[str, dict[str, Any]], elapsed: float) -> Report:
+    return Report(input=redact_url(src), output=redact_url(dst), scale=cfg.scale, frames=stats["encode"]["frames"],
+                  tiles_per_class=stats["classify"]["tiles_per_class"],
+                  passthrough_packets=stats["encode"]["packets"], elapsed_s=elapsed,
+                  transport=cfg.transport.mode, stages=stats)

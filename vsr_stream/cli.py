@@ -1,0 +1,212 @@
+"""Command line: a thin shell over :mod:`vsr_stream.api`.
+
+Exit codes: 0 success, 1 a run failed, 2 bad arguments or config, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+import click
+
+from vsr_stream.errors import Cancelled, ConfigError, VsrError
+
+log = logging.getLogger("vsr_stream")
+
+_CODEC_HELP = "Video encoder (e.g. libx264, libx265, ffv1, libx264rgb, h264_nvenc); default depends on the container."
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _fail(e: BaseException) -> None:
+    click.echo(f"error: {e}", err=True)
+    code = 130 if isinstance(e, (Cancelled, KeyboardInterrupt)) else 2 if isinstance(e, ConfigError) else 1
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="vsr-stream")
+def main() -> None:
+    """vsr-stream: streaming video super-resolution.
+
+    Frames are cut into overlapping tiles, each tile is routed by its texture (TVAT) to a
+    branch network sized for it, and the upscaled tiles are blended back into frames.
+    Audio, subtitles and other streams are copied untouched.
+    """
+
+
+def _encode_overrides(codec, crf, bitrate, preset, pix_fmt, lossless, overwrite) -> dict[str, Any]:
+    enc = {"codec": codec, "crf": crf, "bitrate_kbps": bitrate, "preset": preset, "pix_fmt": pix_fmt}
+    enc = {k: v for k, v in enc.items() if v is not None}
+    if lossless:
+        enc["lossless"] = True
+    if overwrite:
+        enc["overwrite"] = True
+    return {"encode": enc} if enc else {}
+
+
+@main.command()
+@click.argument("input")
+@click.argument("output")
+@click.option("--scale", type=click.Choice(["2", "3", "4"]), help="Upscaling factor (default: the config's, 4).")
+@click.option("--config", "config", metavar="FILE|PRESET",
+              help="TOML config file or preset name (see `vsr-stream presets`). Default: built-in defaults.")
+@click.option("--codec", help=_CODEC_HELP)
+@click.option("--crf", type=int, help="Constant rate factor (x264/x265: 0-51, lower is better).")
+@click.option("--bitrate", type=int, metavar="KBPS", help="Target video bitrate in kbit/s (instead of --crf).")
+@click.option("--preset", "enc_preset", help="Encoder speed preset (e.g. veryfast, medium, slow).")
+@click.option("--pix-fmt", help="Output pixel format (e.g. yuv420p, yuv420p10le, yuv444p).")
+@click.option("--lossless", is_flag=True, help="Lossless output for measurement (ffv1 in mkv, libx264rgb qp 0 in mp4).")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--transport", type=click.Choice(["inproc", "ipc", "tcp"]),
+              help="Where stages run: threads (inproc), processes (ipc), or processes on TCP ports (tcp).")
+@click.option("--port", type=int, help="tcp transport: directory port external workers connect to.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, errors only.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def upscale(input: str, output: str, scale: str | None, config: str | None, codec, crf, bitrate, enc_preset,
+            pix_fmt, lossless, overwrite, transport, port, as_json, quiet, verbose) -> None:
+    """Upscale INPUT into OUTPUT.
+
+    INPUT is a video file, an image, a folder of images, or an image sequence
+    ('frames/*.png', 'img_%04d.png'). OUTPUT is a video file (container from the
+    extension; written under a temporary name and renamed on success) or a folder
+    (ending in '/') of PNGs.
+    """
+    from vsr_stream import api
+
+    _setup_logging(verbose, quiet)
+    overrides = _encode_overrides(codec, crf, bitrate, enc_preset, pix_fmt, lossless, overwrite)
+    if transport or port is not None:
+        overrides["transport"] = {k: v for k, v in {"mode": transport, "port": port}.items() if v is not None}
+    bar = None if quiet else _progress_bar()
+    try:
+        report = api.upscale(input, output, scale=int(scale) if scale else None, config=config,
+                             overrides=overrides, progress=bar.update if bar else None)
+    except (VsrError, OSError, KeyboardInterrupt) as e:
+        _fail(e)
+    finally:
+        if bar:
+            bar.close()
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.summary())
+
+
+class _progress_bar:
+    """tqdm bar fed with (frames done, total frames or None)."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(unit="frame", dynamic_ncols=True, file=sys.stderr, desc="upscale")
+
+    def update(self, done: int, total: int | None) -> None:
+        if total and self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@main.command()
+@click.option("--connect", "address", required=True, metavar="tcp://HOST:PORT",
+              help="The pipeline's directory address (its --port, default 5555).")
+@click.option("--class", "cls", type=int, required=True, help="Class K whose tiles this worker upscales.")
+@click.option("--device", help="Torch device for this worker (default: the pipeline's branch setting).")
+@click.option("--timeout-ms", type=int, default=10_000, show_default=True, help="How long to wait for the pipeline.")
+@click.option("-v", "--verbose", count=True, help="More log output.")
+def worker(address: str, cls: int, device: str | None, timeout_ms: int, verbose: int) -> None:
+    """Join a running tcp-mode pipeline as an extra branch worker for class K.
+
+    The worker asks the pipeline's directory for its addresses and the run's config, builds
+    the same branch model, and serves tiles until the run ends. There is no authentication
+    on tcp:// yet: expose the ports only on a trusted network.
+    """
+    from vsr_stream.runtime.workers import run_external_worker
+
+    _setup_logging(verbose, False)
+    try:
+        run_external_worker(address, cls, device=device, timeout_ms=timeout_ms)
+    except (VsrError, OSError, KeyboardInterrupt) as e:
+        _fail(e)
+
+
+@main.command()
+def models() -> None:
+    """List the registered models."""
+    from vsr_stream.models import descriptors
+
+    for d in descriptors():
+        scales = "/".join(f"x{s}" for s in d.scales)
+        kind = "learned" if d.learned else "fixed"
+        click.echo(f"{d.name:<12} {scales:<10} {kind:<8} radius {d.receptive_radius_px} px  {d.description}")
+
+
+@main.command()
+def presets() -> None:
+    """List the config presets shipped with the package (use with --config NAME)."""
+    from vsr_stream.resources import preset_names, preset_path
+
+    for name in preset_names():
+        first = preset_path(name).read_text(encoding="utf-8").splitlines()[:1]
+        click.echo(f"{name:<12} {first[0].lstrip('# ') if first else ''}")
+
+
+@main.command()
+@click.argument("output", default="example.mp4")
+@click.option("--frames", type=int, default=48, show_default=True, help="Frames to generate.")
+@click.option("--size", default="320x180", show_default=True, help="WIDTHxHEIGHT of the clip.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+def example(output: str, frames: int, size: str, overwrite: bool) -> None:
+    """Write the small built-in example clip (moving texture + a sine tone) to OUTPUT."""
+    from pathlib import Path
+
+    from vsr_stream.media.synth import write_clip
+
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        _fail(ConfigError(f"--size must be WIDTHxHEIGHT, got {size!r}"))
+    if Path(output).exists() and not overwrite:
+        _fail(ConfigError(f"{output} exists; pass --overwrite to replace it"))
+    click.echo(str(write_clip(output, width=w, height=h, frames=frames)))
+
+
+@main.command()
+@click.argument("input", required=False)
+@click.option("--scale", type=click.Choice(["2", "3", "4"]), default="4", show_default=True)
+@click.option("--config", "config", metavar="FILE|PRESET", help="Pipeline config (default: built-in defaults).")
+@click.option("--model", default=None, help="Naive loop's model (default: the heaviest branch's model).")
+@click.option("--frames", type=int, default=24, show_default=True, help="Frames of the generated clip.")
+@click.option("--size", default="320x180", show_default=True, help="WIDTHxHEIGHT of the generated clip.")
+@click.option("--repeats", type=int, default=3, show_default=True, help="Runs of each; the median is reported.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def bench(input: str | None, scale: str, config: str | None, model: str | None, frames: int, size: str,
+          repeats: int, as_json: bool) -> None:
+    """Compare the pipeline with a naive whole-frame loop on the same clip (fps and ratio)."""
+    from vsr_stream.bench import run_bench
+
+    _setup_logging(0, True)
+    try:
+        result = run_bench(input, scale=int(scale), config=config, model=model, frames=frames, size=size,
+                           repeats=repeats)
+    except (VsrError, OSError, KeyboardInterrupt) as e:
+        _fail(e)
+    click.echo(json.dumps(result, indent=2) if as_json else _bench_table(result))
+
+
+def _bench_table(r: dict[str, Any]) -> str:
+    return (f"clip: {r['clip']} ({r['frames']} frames, {r['size']}, x{r['scale']})\n"
+            f"pipeline   : {r['pipeline_fps']:.2f} fps (median of {r['repeats']})\n"
+            f"naive loop : {r['naive_fps']:.2f} fps with {r['naive_model']} on whole frames\n"
+            f"ratio      : {r['ratio']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
