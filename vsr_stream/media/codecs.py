@@ -1,0 +1,92 @@
+"""Which video encoder, pixel format and options an output gets (policy only, no I/O).
+
+Lossless means bit-exact RGB: FFV1 in an RGB format (bgr0, or gbrp16le for 16-bit frames),
+or libx264rgb at qp 0 (8-bit only). Lossy defaults: libx264 (VP9 for webm), yuv420p for
+8-bit sources and yuv420p10le for deeper ones when the encoder has it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import av
+
+from vsr_stream.config import EncodeConfig
+from vsr_stream.errors import SinkError
+
+log = logging.getLogger(__name__)
+
+_LOSSY_DEFAULT = {"webm": "libvpx-vp9"}
+_LOSSLESS_DEFAULT = {"mp4": "libx264rgb", "mov": "libx264rgb", "ipod": "libx264rgb"}
+_LOSSLESS_PIX_FMT = {("ffv1", 8): "bgr0", ("ffv1", 16): "gbrp16le", ("libx264rgb", 8): "rgb24"}
+_LOSSLESS_OPTIONS = {"ffv1": {"level": "3", "slicecrc": "1"}, "libx264rgb": {"qp": "0"}}
+
+
+@dataclass(frozen=True)
+class EncoderPlan:
+    """An encoder choice: codec name, pixel format, private options, bit rate (bit/s)."""
+
+    codec: str
+    pix_fmt: str
+    options: dict[str, str] = field(default_factory=dict)
+    bit_rate: int | None = None
+
+
+def plan_encoder(container_format: str, cfg: EncodeConfig, bit_depth: int) -> EncoderPlan:
+    """The encoder for frames of ``bit_depth`` (8 or 16) in ``container_format`` (FFmpeg
+    muxer name). Raises SinkError for an unknown codec, an unsupported pix_fmt, or a
+    lossless request this container/depth cannot honour."""
+    if cfg.lossless:
+        return _lossless(container_format, cfg, bit_depth)
+    codec = cfg.codec or _LOSSY_DEFAULT.get(container_format, "libx264")
+    formats = _pixel_formats(codec)
+    pix_fmt = cfg.pix_fmt or _default_pix_fmt(codec, formats, bit_depth)
+    if formats and pix_fmt not in formats:
+        raise SinkError(f"encoder {codec} cannot take pix_fmt {pix_fmt!r}; it takes {', '.join(formats)}")
+    return EncoderPlan(codec, pix_fmt, _rate_options(codec, cfg), cfg.bitrate_kbps * 1000 if cfg.bitrate_kbps else None)
+
+
+def _lossless(container_format: str, cfg: EncodeConfig, bit_depth: int) -> EncoderPlan:
+    codec = cfg.codec or _LOSSLESS_DEFAULT.get(container_format, "ffv1")
+    pix_fmt = _LOSSLESS_PIX_FMT.get((codec, bit_depth))
+    if pix_fmt is None:
+        raise SinkError(
+            f"lossless {bit_depth}-bit output with {codec} in {container_format} is not possible: "
+            "use ffv1 (.mkv/.avi/.nut) for any depth, or libx264rgb (.mp4) for 8-bit sources"
+        )
+    if cfg.pix_fmt and cfg.pix_fmt != pix_fmt:
+        log.warning("lossless output ignores pix_fmt=%s and uses %s (RGB, bit exact)", cfg.pix_fmt, pix_fmt)
+    options = dict(_LOSSLESS_OPTIONS[codec])
+    if cfg.preset and codec == "libx264rgb":
+        options["preset"] = cfg.preset
+    return EncoderPlan(codec, pix_fmt, options)
+
+
+def _pixel_formats(codec: str) -> list[str]:
+    try:
+        found = av.Codec(codec, "w").video_formats
+    except (av.error.FFmpegError, ValueError) as e:
+        raise SinkError(f"unknown video encoder {codec!r} (this FFmpeg build lacks it)") from e
+    return [f.name for f in found or ()]
+
+
+def _default_pix_fmt(codec: str, formats: list[str], bit_depth: int) -> str:
+    if bit_depth > 8 and "yuv420p10le" in formats:
+        return "yuv420p10le"
+    if bit_depth > 8:
+        log.warning("%s has no 10-bit 4:2:0 format; writing 8-bit yuv420p from a deeper source", codec)
+    return "yuv420p" if not formats or "yuv420p" in formats else formats[0]
+
+
+def _rate_options(codec: str, cfg: EncodeConfig) -> dict[str, str]:
+    options: dict[str, str] = {}
+    if cfg.crf is not None:
+        options["crf"] = str(cfg.crf)
+    if cfg.preset:
+        options["preset"] = cfg.preset
+    if codec.startswith("libvpx") and cfg.bitrate_kbps is None:
+        # libvpx only does constant quality with a zero target bit rate.
+        options.setdefault("crf", "32")
+        options["b"] = "0"
+    return options
