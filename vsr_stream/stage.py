@@ -96,6 +96,10 @@ class Wiring:
     stall_timeout_ms: int = 300_000
 
 
+class _Finished(Exception):
+    """The supervisor ended a service stage because the run is complete."""
+
+
 class _Sockets:
     """Owns one stage's sockets; sending honours backpressure but never ignores STOP."""
 
@@ -119,6 +123,8 @@ class _Sockets:
         if not self.control.poll(timeout_ms):
             return None
         msg = m.decode(self.control.recv_multipart(copy=False))
+        if msg.kind == m.STOP and msg.header.get("graceful"):
+            raise _Finished
         if msg.kind == m.STOP:
             raise Cancelled(f"{self.stage_name}: stopped by the supervisor")
         return msg
@@ -162,6 +168,8 @@ def run_stage(name: str, factory: Callable[[], Stage], wiring: Wiring, ctx: zmq.
             _run_source(stage, socks)
         else:
             _run_consumer(stage, socks)
+        ok = True
+    except _Finished:
         ok = True
     except Cancelled:
         log.debug("%s cancelled", name)

@@ -55,10 +55,11 @@ class Supervisor:
                           if self.ep.directory else None)
         try:
             self.handles = [start(s, self.cfg, ctx) for s in self.specs]
-            self._wait(lambda: self.state.ready >= {s.name for s in self.specs},
-                       self.cfg.transport.ready_timeout_ms, "every stage to report READY")
+            names = {s.name for s in self.specs}
+            self._wait(lambda: names - self.state.ready, self.cfg.transport.ready_timeout_ms, "READY")
             self._send("decode", m.START)
-            self._wait(lambda: self.finite <= self.state.done.keys(), None, "the pipeline to finish")
+            self._wait(lambda: self.finite - self.state.done.keys(), None, "the end of the run")
+            self._finish_services()
             return self.state.done
         except BaseException:
             self._stop_all()
@@ -66,16 +67,17 @@ class Supervisor:
         finally:
             self._shutdown()
 
-    def _wait(self, cond: Callable[[], bool], timeout_ms: int | None, what: str) -> None:
+    def _wait(self, missing: Callable[[], set[str]], timeout_ms: int | None, what: str) -> None:
+        """Serve control messages until ``missing()`` is empty; raise on error, death or timeout."""
         t0 = time.monotonic()
-        while not cond():
+        while missing():
             self._poll_once()
             if self.state.error is not None:
                 raise self.state.error
             self._check_alive()
             if timeout_ms is not None and (time.monotonic() - t0) * 1000 > timeout_ms:
-                missing = sorted({s.name for s in self.specs} - self.state.ready)
-                raise PipelineTimeoutError(f"timed out after {timeout_ms} ms waiting for {what} (missing: {missing})")
+                raise PipelineTimeoutError(
+                    f"timed out after {timeout_ms} ms waiting for {what} from {sorted(missing())}")
 
     def _poll_once(self) -> None:
         poller = zmq.Poller()
@@ -117,9 +119,16 @@ class Supervisor:
                 if self.state.error is None and h.name not in self.state.done:
                     self.state.error = StageFailedError(h.name, f"stopped unexpectedly: {h.exit_reason()}")
 
-    def _send(self, name: str, kind: str) -> None:
+    def _finish_services(self) -> None:
+        """End the branch workers gracefully so they report their stats."""
+        services = self.state.ready - self.state.done.keys()
+        for name in services:
+            self._send(name, m.STOP, graceful=True)
+        self._wait(lambda: services - self.state.done.keys(), _JOIN_S * 1000, "the branch workers' stats")
+
+    def _send(self, name: str, kind: str, **fields: Any) -> None:
         try:
-            self.control.send_multipart([name.encode(), *m.encode(m.control(kind, "supervisor"))])
+            self.control.send_multipart([name.encode(), *m.encode(m.control(kind, "supervisor", **fields))])
         except zmq.ZMQError as e:
             if e.errno != zmq.EHOSTUNREACH:  # the stage already left: nothing to tell it
                 raise
