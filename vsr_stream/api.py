@@ -38,6 +38,8 @@ class Report:
     frames: int
     tiles_per_class: list[int]
     passthrough_packets: int
+    dropped_packets: int
+    resized_frames: int
     elapsed_s: float
     transport: str
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -52,8 +54,13 @@ class Report:
     def summary(self) -> str:
         total = sum(self.tiles_per_class) or 1
         shares = ", ".join(f"class {k}: {n} ({100 * n / total:.1f}%)" for k, n in enumerate(self.tiles_per_class))
+        notes = [f"{self.passthrough_packets} passthrough packets copied"]
+        if self.dropped_packets:
+            notes.append(f"{self.dropped_packets} passthrough packets NOT written (the output cannot hold them)")
+        if self.resized_frames:
+            notes.append(f"{self.resized_frames} frames resized to the first frame's size")
         return (f"{self.frames} frames ×{self.scale} in {self.elapsed_s:.2f} s ({self.fps:.2f} fps); "
-                f"tiles {shares}; {self.passthrough_packets} passthrough packets; output {self.output}")
+                f"tiles {shares}; {'; '.join(notes)}; output {self.output}")
 
 
 def resolve_config(config: ConfigLike = None, scale: int | None = None,
@@ -116,5 +123,7 @@ def upscale(input: str | os.PathLike[str], output: str | os.PathLike[str], *, sc
 def _report(cfg: PipelineConfig, src: str, dst: str, stats: dict[str, dict[str, Any]], elapsed: float) -> Report:
     return Report(input=redact_url(src), output=redact_url(dst), scale=cfg.scale, frames=stats["encode"]["frames"],
                   tiles_per_class=stats["classify"]["tiles_per_class"],
-                  passthrough_packets=stats["encode"]["packets"], elapsed_s=elapsed,
+                  passthrough_packets=stats["encode"]["packets_written"],
+                  dropped_packets=stats["encode"]["packets_dropped"],
+                  resized_frames=stats["encode"]["resized_frames"], elapsed_s=elapsed,
                   transport=cfg.transport.mode, stages=stats)

@@ -13,7 +13,7 @@ import vsr_stream
 from tests.system.conftest import packets, run_cli, video_pts
 from vsr_stream.media.synth import write_clip, write_images
 
-TWO_CLASSES = {"classify": {"tvat_thresholds": [400.0]},
+TWO_CLASSES = {"classify": {"tvat_thresholds": [20_000.0]},  # the synthetic clip has flat and busy tiles either side
                "upscale": {"allow_random_weights": True,
                            "branches": [{"model": "bicubic"}, {"model": "fsrcnn-16", "workers": 2}]}}
 
@@ -43,7 +43,7 @@ def test_vfr_mkv_timestamps_survive(clip_dir, tmp_path):
 
 @pytest.mark.parametrize("mode", ["ipc", "tcp"])
 def test_process_modes_match_thread_mode(av_clip, tmp_path, mode):
-    lossless = {"encode": {"lossless": True}, "classify": {"tvat_thresholds": [400.0]},
+    lossless = {"encode": {"lossless": True}, "classify": {"tvat_thresholds": [20_000.0]},
                 "upscale": {"branches": [{"model": "bicubic"}, {"model": "nearest"}]}}
     ref = vsr_stream.upscale(av_clip, tmp_path / "threads.mkv", scale=2, overrides=lossless)
     got = vsr_stream.upscale(av_clip, tmp_path / f"{mode}.mkv", scale=2,
@@ -57,7 +57,7 @@ def test_process_modes_match_thread_mode(av_clip, tmp_path, mode):
 
 def test_external_worker_joins_over_tcp(av_clip, tmp_path):
     port = 6400 + (int(time.time()) % 500) * 10
-    overrides = {"transport": {"mode": "tcp", "port": port}, "classify": {"tvat_thresholds": [400.0]},
+    overrides = {"transport": {"mode": "tcp", "port": port}, "classify": {"tvat_thresholds": [20_000.0]},
                  "upscale": {"allow_random_weights": True,
                              "branches": [{"model": "bicubic"}, {"model": "fsrcnn-16", "workers": 0}]}}
     result = {}
@@ -99,3 +99,12 @@ def test_cli_help_documents_commands():
     up = run_cli("upscale", "--help").stdout
     for opt in ("--scale", "--config", "--codec", "--crf", "--quiet", "--overwrite", "--lossless"):
         assert opt in up
+
+
+def test_video_to_png_folder_numbers_frames_and_counts_dropped_audio(av_clip, tmp_path):
+    out = tmp_path / "pngs"
+    report = vsr_stream.upscale(av_clip, str(out) + "/", scale=2)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"frame_{i:06d}.png" for i in range(12)]
+    assert report.dropped_packets == len(packets(av_clip, "audio")) > 0
+    assert "NOT written" in report.summary()

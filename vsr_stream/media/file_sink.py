@@ -38,6 +38,7 @@ class FileSink:
 
     def __init__(self, path: str, cfg: EncodeConfig, source: SourceInfo, scale: int) -> None:
         self.frames_written = 0
+        self.packets_dropped = 0
         self.packets_written = 0
         self._final, self._overwrite = Path(path), cfg.overwrite
         self._tmp = temp_sibling(self._final)
@@ -46,7 +47,7 @@ class FileSink:
         self._queue = PacketQueue()
         self._size: tuple[int, int] | None = None  # (h, w) of the output
         self._first_shape: tuple[int, int] | None = None
-        self._resized = 0
+        self.resized_frames = 0
         self._last: tuple[int, int] | None = None  # (pts, duration) of the last frame
         with self._errors("creating the output"):
             self._container = av.open(str(self._tmp), "w")
@@ -127,9 +128,9 @@ class FileSink:
     def _fit(self, array: np.ndarray) -> av.VideoFrame:
         if array.shape[:2] in (self._first_shape, self._size):
             return rgb_to_frame(pad_to(array, *self._size), self._plan.pix_fmt, self._source.video)
-        if self._resized == 0:
+        if self.resized_frames == 0:
             log.warning("frame of %dx%d resized to the output size %dx%d (the first frame fixed it)", array.shape[1], array.shape[0], self._size[1], self._size[0])
-        self._resized += 1
+        self.resized_frames += 1
         return rgb_to_frame(array, self._plan.pix_fmt, self._source.video, size=self._size)
 
     def _timing(self, item: VideoFrameItem) -> tuple[int, int]:
@@ -184,8 +185,8 @@ class FileSink:
             self._container.close()
             self._publish()
         self._state = "closed"
-        if self._resized:
-            log.warning("%d frame(s) were resized to %dx%d", self._resized, self._size[1], self._size[0])
+        if self.resized_frames:
+            log.warning("%d frame(s) were resized to %dx%d", self.resized_frames, self._size[1], self._size[0])
         log.info("wrote %s: %d frames, %d passthrough packets", redact_url(str(self._final)), self.frames_written, self.packets_written)
 
     def _publish(self) -> None:

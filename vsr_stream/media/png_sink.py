@@ -40,6 +40,8 @@ class PngFolderSink:
     def __init__(self, path: str, source: SourceInfo, overwrite: bool) -> None:
         self.frames_written = 0
         self.packets_written = 0
+        self.packets_dropped = 0
+        self.resized_frames = 0
         self._final = Path(path.rstrip("/" + os.sep) or path)
         self._tmp = temp_sibling(self._final)
         self._overwrite, self._kind = overwrite, source.kind
@@ -71,9 +73,9 @@ class PngFolderSink:
     def write_packet(self, item: PacketItem) -> None:
         """Count a passthrough packet: audio and subtitles cannot go into PNGs."""
         self._require_open()
-        if self.packets_written == 0:
+        if self.packets_dropped == 0:
             log.warning("%s: PNG folder output drops passthrough streams (audio/subtitles); counting the packets", self._final)
-        self.packets_written += 1
+        self.packets_dropped += 1
 
     def close(self) -> None:
         """Move the finished folder into place (replacing an empty or, with overwrite, any
@@ -86,8 +88,8 @@ class PngFolderSink:
         except OSError as e:
             raise sink_error(e, f"{self._final}: moving the finished PNGs into place failed: {error_text(e)}") from e
         self._state = "closed"
-        if self.packets_written:
-            log.warning("%s: %d passthrough packet(s) were not written (PNG output)", self._final, self.packets_written)
+        if self.packets_dropped:
+            log.warning("%s: %d passthrough packet(s) were not written (PNG output)", self._final, self.packets_dropped)
         log.info("wrote %d PNG(s) to %s", self.frames_written, self._final)
 
     def _publish(self) -> None:

@@ -30,6 +30,8 @@ class Sink(Protocol):
 
     frames_written: int
     packets_written: int
+    packets_dropped: int  # passthrough packets the output cannot hold (PNG folders), counted
+    resized_frames: int  # frames fitted to the output size fixed by the first frame
 
     def write_frame(self, item: VideoFrameItem) -> None: ...
 

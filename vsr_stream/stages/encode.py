@@ -102,5 +102,6 @@ class EncodeStage(Stage):
 
     def stats(self) -> dict[str, Any]:
         sink = self.sink
-        extra = sink.stats() if sink is not None and hasattr(sink, "stats") else {}
+        counters = ("frames_written", "packets_written", "packets_dropped", "resized_frames")
+        extra = {k: getattr(sink, k) for k in counters} if sink is not None else {}
         return {"frames": self.frames, "packets": self.packets, "busy_s": self.busy_s, **extra}
