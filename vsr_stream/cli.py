@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -24,10 +25,16 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
+
+
 def _fail(e: BaseException) -> None:
+    if isinstance(e, KeyboardInterrupt):
+        click.echo(f"error: interrupted ({e or 'Ctrl-C'}); the pipeline was stopped and no output was kept", err=True)
+        sys.exit(130)
     click.echo(f"error: {e}", err=True)
-    code = 130 if isinstance(e, (Cancelled, KeyboardInterrupt)) else 2 if isinstance(e, ConfigError) else 1
-    sys.exit(code)
+    sys.exit(130 if isinstance(e, Cancelled) else 2 if isinstance(e, ConfigError) else 1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -82,6 +89,7 @@ def upscale(input: str, output: str, scale: str | None, config: str | None, code
     from vsr_stream import api
 
     _setup_logging(verbose, quiet)
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     overrides = _encode_overrides(codec, crf, bitrate, enc_preset, pix_fmt, lossless, overwrite)
     if transport or port is not None:
         overrides["transport"] = {k: v for k, v in {"mode": transport, "port": port}.items() if v is not None}

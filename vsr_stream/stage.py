@@ -163,7 +163,7 @@ def run_stage(name: str, factory: Callable[[], Stage], wiring: Wiring, ctx: zmq.
     try:
         stage = factory()
         stage.setup()
-        socks.tell(m.control(m.READY, stage.name))
+        socks.tell(m.control(m.READY, name))
         if isinstance(stage, SourceStage):
             _run_source(stage, socks)
         else:

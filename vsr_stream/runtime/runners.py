@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import signal
 import threading
 from typing import Any, Protocol
 
@@ -71,6 +72,8 @@ class ProcessHandle:
 
 
 def _process_main(spec: StageSpec, cfg_data: dict[str, Any], log_level: int) -> None:
+    # Ctrl-C reaches the whole process group; the supervisor alone decides how to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format=f"%(levelname)s {spec.name}: %(message)s")
     cfg = PipelineConfig.model_validate(cfg_data)
     ctx = zmq.Context()
