@@ -50,7 +50,7 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path):
     [
         ("missing/out.mkv", "does not exist"),
         ("out.nosuchformat", "no video container for extension '.nosuchformat'"),
-        ("out.png", "single image file cannot hold a video"),
+        ("out.ppm", "image type '.ppm' is not supported"),
     ],
 )
 def test_bad_output_paths(tmp_path, name, match):

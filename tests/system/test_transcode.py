@@ -108,3 +108,24 @@ def test_video_to_png_folder_numbers_frames_and_counts_dropped_audio(av_clip, tm
     assert names == [f"frame_{i:06d}.png" for i in range(12)]
     assert report.dropped_packets == len(packets(av_clip, "audio")) > 0
     assert "NOT written" in report.summary()
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp"])
+def test_single_image_to_image_file(tmp_path, suffix):
+    [src] = write_images(tmp_path / "in", [(21, 34)])
+    out = tmp_path / f"photo_x3{suffix}"
+    report = vsr_stream.upscale(src, out, scale=3)
+    assert report.frames == 1
+    from PIL import Image
+
+    with Image.open(out) as im:
+        assert im.size == (34 * 3, 21 * 3)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_video_into_single_image_is_refused_and_leaves_nothing(av_clip, tmp_path):
+    from vsr_stream.errors import SinkError
+
+    with pytest.raises(SinkError, match="more than one frame"):
+        vsr_stream.upscale(av_clip, tmp_path / "x.png", scale=2)
+    assert list(tmp_path.iterdir()) == []

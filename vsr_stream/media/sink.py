@@ -18,6 +18,7 @@ import av
 from vsr_stream.config import EncodeConfig
 from vsr_stream.errors import SinkError
 from vsr_stream.media.file_sink import FileSink
+from vsr_stream.media.image_sink import IMAGE_SUFFIXES, ImageFileSink
 from vsr_stream.media.items import PacketItem, SourceInfo, VideoFrameItem
 from vsr_stream.media.png_sink import PngFolderSink
 from vsr_stream.media.urls import redact_url
@@ -40,6 +41,11 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
     def abort(self) -> None: ...
+
+
+def is_image_output(path: str) -> bool:
+    """A single image file (one frame): .png, .jpg, .webp, .tif, .bmp."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
 def is_folder_output(path: str) -> bool:
@@ -81,8 +87,9 @@ def _check_muxer(path: str) -> None:
         raise SinkError(f"{redact_url(path)}: no video container for extension {Path(path).suffix!r} (expected .mp4, .mkv, .mov, .webm, .avi, .ts, ... or a folder for PNGs)") from e
     name = container.format.name
     container.close()
-    if name == "image2":
-        raise SinkError(f"{redact_url(path)}: a single image file cannot hold a video; give a folder (e.g. {Path(path).with_suffix('')}/) for PNG output")
+    if name == "image2" and not is_image_output(path):
+        raise SinkError(f"{redact_url(path)}: image type {Path(path).suffix!r} is not supported "
+                        f"(expected one of {sorted(IMAGE_SUFFIXES)}, or a folder for PNG output)")
 
 
 def open_sink(path: str, cfg: EncodeConfig, source: SourceInfo, scale: int) -> Sink:
@@ -96,4 +103,6 @@ def open_sink(path: str, cfg: EncodeConfig, source: SourceInfo, scale: int) -> S
     check_output(path, cfg.overwrite)
     if is_folder_output(path):
         return PngFolderSink(path, source, cfg.overwrite)
+    if is_image_output(path):
+        return ImageFileSink(path)
     return FileSink(path, cfg, source, scale)
