@@ -4,7 +4,8 @@ Each tile is added to a float32 accumulator with a weight that falls off toward 
 the weights are summed beside it, and the frame is ``round(acc / wsum)``. Tiles that agree
 on a pixel therefore give exactly that value back, whatever their weights. These NumPy
 functions define the result; ``kernels/blend.cu`` must match them. ``xp`` is numpy or cupy
-(default: the module of the arrays passed in).
+(default: the module of the arrays passed in); with CuPy arrays, :func:`accumulate_tiles` and
+:func:`normalize` run those kernels.
 """
 
 from __future__ import annotations
@@ -53,13 +54,17 @@ def accumulate(acc: Any, wsum: Any, tile: Any, weight: Any, y0: int, x0: int) ->
     wsum[y0 : y0 + h, x0 : x0 + w] += weight
 
 
-def _check_accumulate(acc: Any, wsum: Any, tile: Any, weight: Any, y0: int, x0: int) -> None:
+def _check_canvas(acc: Any, wsum: Any, who: str) -> None:
     if acc.ndim != 3 or acc.dtype != np.float32:
-        raise ModelInputError(f"accumulate: acc must be float32 (H, W, C), got {acc.dtype} {tuple(acc.shape)}")
+        raise ModelInputError(f"{who}: acc must be float32 (H, W, C), got {acc.dtype} {tuple(acc.shape)}")
     if tuple(wsum.shape) != tuple(acc.shape[:2]) or wsum.dtype != np.float32:
         raise ModelInputError(
-            f"accumulate: wsum must be float32 {tuple(acc.shape[:2])}, got {wsum.dtype} {tuple(wsum.shape)}"
+            f"{who}: wsum must be float32 {tuple(acc.shape[:2])}, got {wsum.dtype} {tuple(wsum.shape)}"
         )
+
+
+def _check_accumulate(acc: Any, wsum: Any, tile: Any, weight: Any, y0: int, x0: int) -> None:
+    _check_canvas(acc, wsum, "accumulate")
     if tile.ndim != 3 or tile.shape[2] != acc.shape[2]:
         raise ModelInputError(f"accumulate: tile must be (h, w, {acc.shape[2]}), got {tuple(tile.shape)}")
     if tuple(weight.shape) != tuple(tile.shape[:2]):
@@ -71,23 +76,107 @@ def _check_accumulate(acc: Any, wsum: Any, tile: Any, weight: Any, y0: int, x0: 
         )
 
 
+def accumulate_tiles(acc: Any, wsum: Any, windows: Any, geom: Any, scale: int, ramp_px: int) -> None:
+    """Blend a batch of upscaled tile windows into ``acc`` and ``wsum``, in place.
+
+    ``acc``, ``wsum``: as in :func:`accumulate` (C-contiguous). ``geom``: int ``(n, 9)`` LR rows
+    as in ``messages.GEOM_COLUMNS``. ``windows``: ``(n, WH, WW, C)`` HR windows, one per row;
+    uint8, uint16 or float32 (any numeric dtype on the NumPy path). ``scale``: HR/LR factor >= 1.
+    Tile i's HR core, ``(h, w) * scale`` pixels at ``(y0 - wy0, x0 - wx0) * scale`` inside its
+    window, is added at ``(y0, x0) * scale`` with ``feather_weights(h * scale, w * scale,
+    ramp_px)``: the same as :func:`accumulate` tile by tile. Under CuPy one ``blend.cu`` kernel
+    adds the batch with float atomics, in no fixed order, so ``acc`` and ``wsum`` match the NumPy
+    result to float32 rounding (relative 1e-5), not bit for bit.
+    Raises :class:`ModelInputError` if a core is empty or outside its window or the canvas.
+    """
+    xp = array_module(acc)
+    g = _check_tiles(acc, wsum, windows, geom, scale, xp)
+    if xp.__name__ == "cupy" and windows.dtype.name in _SUFFIX:
+        _accumulate_tiles_cuda(acc, wsum, windows, g, scale, ramp_px, xp)
+        return
+    for row, window in zip(g.tolist(), windows):
+        _, y0, x0, h, w, wy0, wx0, _, _ = row
+        oy, ox = (y0 - wy0) * scale, (x0 - wx0) * scale
+        core = window[oy : oy + h * scale, ox : ox + w * scale]
+        accumulate(acc, wsum, core, feather_weights(h * scale, w * scale, ramp_px, xp), y0 * scale, x0 * scale)
+
+
+_SUFFIX = {"uint8": "u8", "uint16": "u16", "float32": "f32"}  # dtype -> blend.cu kernel suffix
+
+
+def _check_tiles(acc: Any, wsum: Any, windows: Any, geom: Any, scale: int, xp: ModuleType) -> np.ndarray:
+    """``geom`` as a host int64 ``(n, 9)`` array, after checking it fits ``windows`` and the canvas."""
+    _check_canvas(acc, wsum, "accumulate_tiles")
+    g = np.asarray(xp.asnumpy(geom) if xp.__name__ == "cupy" else geom).astype(np.int64)
+    if g.ndim != 2 or g.shape[1] != 9 or scale < 1:
+        raise ModelInputError(f"accumulate_tiles: expected (n, 9) geometry and scale >= 1, got {g.shape}, {scale}")
+    if windows.ndim != 4 or windows.shape[0] != len(g) or windows.shape[3] != acc.shape[2]:
+        raise ModelInputError(
+            f"accumulate_tiles: windows must be ({len(g)}, WH, WW, {acc.shape[2]}), got {tuple(windows.shape)}"
+        )
+    y0, x0, h, w, wy0, wx0 = (g[:, i] * scale for i in range(1, 7))  # HR core and window origin
+    inside_window = (y0 >= wy0) & (x0 >= wx0) & (y0 - wy0 + h <= windows.shape[1]) & (x0 - wx0 + w <= windows.shape[2])
+    inside_canvas = (y0 >= 0) & (x0 >= 0) & (y0 + h <= acc.shape[0]) & (x0 + w <= acc.shape[1])
+    if not (inside_window & inside_canvas & (h >= 1) & (w >= 1)).all():
+        raise ModelInputError(
+            f"accumulate_tiles: a tile core is empty or outside its {windows.shape[1]}x{windows.shape[2]} window "
+            f"or the {acc.shape[0]}x{acc.shape[1]} canvas (scale {scale})"
+        )
+    return g
+
+
+def _accumulate_tiles_cuda(acc: Any, wsum: Any, windows: Any, g: np.ndarray, scale: int, ramp_px: int,
+                           cp: ModuleType) -> None:
+    """One ``accumulate_*`` launch: a thread per (tile, HR core pixel)."""
+    from vsr_stream.ops import _kernels  # CuPy-only code: imported on first GPU use
+
+    if not (acc.flags.c_contiguous and wsum.flags.c_contiguous):
+        raise ModelInputError("accumulate_tiles: the kernel writes acc and wsum in place; they must be C-contiguous")
+    n, max_core_px = len(g), int((g[:, 3] * g[:, 4]).max(initial=0)) * scale * scale
+    _, wh, ww, channels = windows.shape
+    args = (cp.asarray(g.astype(np.int32)), np.int32(n), np.int32(scale), np.int32(max_core_px), np.int32(ramp_px),
+            cp.ascontiguousarray(windows), np.int32(wh), np.int32(ww), np.int32(channels),
+            acc, wsum, np.int32(acc.shape[1]))
+    _kernels.launch(_kernels.function("blend", f"accumulate_{_SUFFIX[windows.dtype.name]}"), n * max_core_px, args)
+
+
 def normalize(acc: Any, wsum: Any, dtype: Any) -> Any:
     """The blended frame: ``round_half_even(acc / wsum)`` clipped to ``dtype``'s range.
 
     ``acc``: float32 ``(H, W, C)``; ``wsum``: float32 ``(H, W)``; ``dtype``: an integer
     dtype (uint8 -> 0..255, uint16 -> 0..65535). Returns ``(H, W, C)`` of ``dtype``.
     Raises :class:`ModelInputError` (a ValueError) if any pixel has ``wsum <= 0``: a pixel
-    no tile covered is a planning bug and must never pass silently.
+    no tile covered is a planning bug and must never pass silently. Under CuPy (uint8, uint16)
+    the ``normalize_*`` kernel gives the same result bit for bit.
     """
     xp = array_module(acc)
     dtype = np.dtype(dtype)
     if dtype.kind not in "ui":
         raise ModelInputError(f"normalize: expected an integer output dtype, got {dtype}")
-    uncovered = int((~(wsum > 0)).sum())
+    _check_canvas(acc, wsum, "normalize")
+    if xp.__name__ == "cupy" and dtype.name in ("uint8", "uint16"):
+        out, uncovered = _normalize_cuda(acc, wsum, dtype, xp)
+        _check_covered(uncovered)
+        return out
+    _check_covered(int((~(wsum > 0)).sum()))
+    info = np.iinfo(dtype)
+    return xp.clip(xp.rint(acc / wsum[..., None]), info.min, info.max).astype(dtype)
+
+
+def _check_covered(uncovered: int) -> None:
     if uncovered:
         raise ModelInputError(
             f"normalize: {uncovered} pixel(s) have no tile weight (wsum <= 0); the tiles do not cover the frame"
         )
-    info = np.iinfo(dtype)
-    out = xp.rint(acc / wsum[..., None])
-    return xp.clip(out, info.min, info.max).astype(dtype)
+
+
+def _normalize_cuda(acc: Any, wsum: Any, dtype: np.dtype, cp: ModuleType) -> tuple[Any, int]:
+    """The ``normalize_*`` kernel: the frame and the number of uncovered pixels it counted."""
+    from vsr_stream.ops import _kernels  # CuPy-only code: imported on first GPU use
+
+    h, w, channels = acc.shape
+    out = cp.empty((h, w, channels), dtype=dtype)
+    uncovered = cp.zeros(1, dtype=cp.uint32)
+    args = (cp.ascontiguousarray(acc), cp.ascontiguousarray(wsum), np.int32(h * w), np.int32(channels), out, uncovered)
+    _kernels.launch(_kernels.function("blend", f"normalize_{_SUFFIX[dtype.name]}"), h * w, args)
+    return out, int(uncovered.get()[0])

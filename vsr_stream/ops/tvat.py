@@ -5,13 +5,17 @@ VSP of a pixel = sum over its 8 neighbours and 3 channels of ``(p - q)**2``, int
 on the whole frame; neighbours outside the frame are skipped (contribute 0), and
 neighbours across tile boundaries are the real frame pixels, so a tile's VSP does not
 depend on how the frame was cut. TVAT of a tile = (sum of VSP values >= threshold inside
-its core) / (core pixels). These NumPy functions define the result; ``kernels/tvat.cu``
-must match them exactly. Every function takes ``xp`` (numpy or cupy, default: the
-input's module).
+its core) / (core pixels). The MAD of a tile (:func:`tile_mad`) = mean over its core's
+pixels and channels of ``|frame - prev|`` on the same 0-255 scale, to spot unchanged tiles.
+
+These NumPy functions define the result; ``kernels/tvat.cu`` must match them exactly. Every
+function takes ``xp`` (numpy or cupy, default: the input's module); with cupy, ``vsp``,
+``tile_tvat`` and ``tile_mad`` run those kernels and give bit-identical results.
 """
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 from typing import Any, Sequence
 
@@ -29,12 +33,18 @@ def vsp(frame: Any, xp: ModuleType | None = None) -> Any:
     """VSP map of an RGB frame.
 
     ``frame``: ``(H, W, 3)`` uint8 (0-255) or uint16 (scaled by ``>> 8``), H, W >= 1.
-    Returns int64 ``(H, W)``, exact, each value in ``[0, 8 * 3 * 255**2]``.
+    Returns int64 ``(H, W)``, exact, each value in ``[0, 8 * 3 * 255**2]``, on ``frame``'s device.
     Raises :class:`ModelInputError` for another shape or dtype.
     """
     xp = xp or array_module(frame)
+    _check_rgb(frame, "vsp")
+    h, w = frame.shape[:2]
+    if xp.__name__ == "cupy":
+        out = xp.empty((h, w), dtype=xp.int64)
+        args = (xp.ascontiguousarray(frame), out, np.int32(h), np.int32(w))
+        _launch_tvat(f"vsp_{_SUFFIX[frame.dtype.name]}", h * w, args)
+        return out
     f = _as_int_rgb(frame, xp)
-    h, w = f.shape[:2]
     out = xp.zeros((h, w), dtype=xp.int64)
     for dy, dx in _HALF_NEIGHBOURHOOD:
         a, b = _pair_slices(h, w, dy, dx)
@@ -44,15 +54,21 @@ def vsp(frame: Any, xp: ModuleType | None = None) -> Any:
     return out
 
 
-def _as_int_rgb(frame: Any, xp: ModuleType) -> Any:
-    """``frame`` as int32 on the 0-255 scale, after checking shape and dtype."""
+_SUFFIX = {"uint8": "u8", "uint16": "u16"}  # frame dtype -> kernel name suffix
+
+
+def _check_rgb(frame: Any, who: str) -> None:
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
-        raise ModelInputError(f"vsp: expected an (H, W, 3) frame, got shape {tuple(frame.shape)}")
-    if frame.dtype == xp.uint8:
-        return frame.astype(xp.int32)
-    if frame.dtype == xp.uint16:
+        raise ModelInputError(f"{who}: expected an (H, W, 3) frame, got shape {tuple(frame.shape)}")
+    if frame.dtype.name not in _SUFFIX:
+        raise ModelInputError(f"{who}: expected a uint8 or uint16 frame, got {frame.dtype}")
+
+
+def _as_int_rgb(frame: Any, xp: ModuleType) -> Any:
+    """A checked ``frame`` as int32 on the 0-255 scale."""
+    if frame.dtype == np.uint16:
         return (frame >> 8).astype(xp.int32)
-    raise ModelInputError(f"vsp: expected a uint8 or uint16 frame, got {frame.dtype}")
+    return frame.astype(xp.int32)
 
 
 def _pair_slices(h: int, w: int, dy: int, dx: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
@@ -72,28 +88,93 @@ def tile_tvat(vsp_map: Any, geom: Any, vsp_threshold: int, xp: ModuleType | None
     ``messages.GEOM_COLUMNS``; only the core (y0, x0, h, w) is used and must lie inside
     the map. Returns float64 ``(n,)``: sum of VSP values ``>= vsp_threshold`` in the core
     divided by ``h * w``. Cost O(H*W + n) through a summed-area table.
-    Raises :class:`ModelInputError` for a bad geometry array or a core outside the map.
+    Raises :class:`ModelInputError` for a bad map or geometry array or a core outside the map.
     """
     xp = xp or array_module(vsp_map)
-    y0, x0, y1, x1 = _core_bounds(geom, vsp_map.shape, xp)
+    if vsp_map.ndim != 2:
+        raise ModelInputError(f"tile_tvat: expected an (H, W) VSP map, got shape {tuple(vsp_map.shape)}")
+    if xp.__name__ == "cupy":
+        # VSP values are integers, so v >= t is v >= ceil(t) even for a fractional threshold.
+        args = (xp.ascontiguousarray(vsp_map, dtype=xp.int64), np.int32(vsp_map.shape[1]),
+                np.int64(math.ceil(vsp_threshold)))
+        return _tile_means_cuda("tile_vsp_sums", args, geom, vsp_map.shape, 1, xp, "tile_tvat")
+    core = _core_bounds(geom, vsp_map.shape, xp, "tile_tvat")
     kept = xp.where(vsp_map >= vsp_threshold, vsp_map, 0).astype(xp.int64)
-    sat = xp.zeros((kept.shape[0] + 1, kept.shape[1] + 1), dtype=xp.int64)
-    sat[1:, 1:] = xp.cumsum(xp.cumsum(kept, axis=0), axis=1)
-    sums = sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
-    return sums.astype(xp.float64) / ((y1 - y0) * (x1 - x0)).astype(xp.float64)
+    return _box_sums(kept, core, xp).astype(xp.float64) / _core_values(core, 1, xp)
 
 
-def _core_bounds(geom: Any, shape: tuple[int, ...], xp: ModuleType) -> tuple[Any, Any, Any, Any]:
+def tile_mad(frame: Any, prev: Any, geom: Any, xp: ModuleType | None = None) -> Any:
+    """Mean absolute difference between ``frame`` and ``prev`` over each tile core.
+
+    ``frame``, ``prev``: ``(H, W, 3)`` uint8, or uint16 (taken as ``>> 8``), of the same shape
+    and dtype. ``geom``: int ``(n, 9)`` rows as in ``messages.GEOM_COLUMNS``; only the core is
+    used and must lie inside the frame. Returns float64 ``(n,)`` in ``[0, 255]``: the sum over
+    the core's pixels and channels of ``|frame - prev|`` (0-255 scale) divided by ``3 * h * w``.
+    Raises :class:`ModelInputError` for bad frames or geometry.
+    """
+    xp = xp or array_module(frame)
+    _check_rgb(frame, "tile_mad")
+    if prev.shape != frame.shape or prev.dtype != frame.dtype:
+        raise ModelInputError(
+            f"tile_mad: prev must have the frame's shape {tuple(frame.shape)} and dtype {frame.dtype}, "
+            f"got {tuple(prev.shape)} {prev.dtype}"
+        )
+    if xp.__name__ == "cupy":
+        args = (xp.ascontiguousarray(frame), xp.ascontiguousarray(prev), np.int32(frame.shape[1]))
+        kernel = f"tile_absdiff_{_SUFFIX[frame.dtype.name]}"
+        return _tile_means_cuda(kernel, args, geom, frame.shape, 3, xp, "tile_mad")
+    core = _core_bounds(geom, frame.shape, xp, "tile_mad")
+    diff = xp.abs(_as_int_rgb(frame, xp) - _as_int_rgb(prev, xp)).sum(axis=-1, dtype=xp.int64)
+    return _box_sums(diff, core, xp).astype(xp.float64) / _core_values(core, 3, xp)
+
+
+def _core_bounds(geom: Any, shape: tuple[int, ...], xp: ModuleType, who: str) -> tuple[Any, Any, Any, Any]:
     """Core corners ``y0, x0, y1, x1`` (int64 arrays) of ``geom``, checked against ``shape``."""
     g = xp.asarray(geom).astype(xp.int64)
     if g.ndim != 2 or g.shape[1] != 9:
-        raise ModelInputError(f"tile_tvat: expected geometry of shape (n, 9), got {tuple(g.shape)}")
+        raise ModelInputError(f"{who}: expected geometry of shape (n, 9), got {tuple(g.shape)}")
     y0, x0, h, w = g[:, 1], g[:, 2], g[:, 3], g[:, 4]
     y1, x1 = y0 + h, x0 + w
     inside = (y0 >= 0) & (x0 >= 0) & (h >= 1) & (w >= 1) & (y1 <= shape[0]) & (x1 <= shape[1])
     if not bool(inside.all()):
-        raise ModelInputError(f"tile_tvat: a tile core is empty or outside the {shape[0]}x{shape[1]} VSP map")
+        raise ModelInputError(f"{who}: a tile core is empty or outside the {shape[0]}x{shape[1]} frame")
     return y0, x0, y1, x1
+
+
+def _box_sums(values: Any, core: tuple[Any, Any, Any, Any], xp: ModuleType) -> Any:
+    """int64 sum of the integer ``(H, W)`` ``values`` inside each core, via a summed-area table."""
+    y0, x0, y1, x1 = core
+    sat = xp.zeros((values.shape[0] + 1, values.shape[1] + 1), dtype=xp.int64)
+    sat[1:, 1:] = xp.cumsum(xp.cumsum(values, axis=0), axis=1)
+    return sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
+
+
+def _core_values(core: tuple[Any, Any, Any, Any], channels: int, xp: ModuleType) -> Any:
+    """float64 number of values in each core: pixels times ``channels``."""
+    y0, x0, y1, x1 = core
+    return ((y1 - y0) * (x1 - x0) * channels).astype(xp.float64)
+
+
+def _tile_means_cuda(kernel: str, args: tuple[Any, ...], geom: Any, shape: tuple[int, ...], channels: int,
+                     cp: ModuleType, who: str) -> Any:
+    """Per-tile integer sums from a ``tvat.cu`` kernel, divided as the NumPy path divides.
+
+    The kernel takes ``(geom, n, max_w, *args, sums)`` with one thread per (tile, core column).
+    The geometry is checked on the host (it is small) before any thread reads it.
+    """
+    g = cp.asnumpy(geom)
+    core = _core_bounds(g, shape, np, who)  # before the cast: the cores' values then fit int32
+    n, max_w = len(g), int((core[3] - core[1]).max(initial=0))
+    sums = cp.zeros(n, dtype=cp.uint64)  # CUDA has no signed 64-bit atomicAdd: same bits, viewed below
+    geom32 = cp.asarray(np.ascontiguousarray(g, dtype=np.int32))
+    _launch_tvat(kernel, n * max_w, (geom32, np.int32(n), np.int32(max_w), *args, sums))
+    return sums.view(cp.int64).astype(cp.float64) / cp.asarray(_core_values(core, channels, np))
+
+
+def _launch_tvat(kernel: str, threads: int, args: tuple[Any, ...]) -> None:
+    from vsr_stream.ops import _kernels  # CuPy-only code: imported on first GPU use
+
+    _kernels.launch(_kernels.function("tvat", kernel), threads, args)
 
 
 def classify(tvat_values: Any, thresholds: Sequence[float], xp: ModuleType | None = None) -> Any:
