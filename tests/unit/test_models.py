@@ -17,7 +17,6 @@ ALL_MODEL_SCALES = [(desc.name, scale) for desc in models.descriptors() for scal
 HALF_MODEL_SCALES = [
     (desc.name, scale) for desc in models.descriptors() if desc.supports_half for scale in desc.scales
 ]
-FRAME_PX = 40
 INNER_START_PX = 16
 INNER_PX = 8
 
@@ -71,10 +70,11 @@ def test_half_precision_matches_float32(name: str, scale: int, dtype: torch.dtyp
 
 
 def _tile_error(net: torch.nn.Module, scale: int, radius_px: int) -> float:
-    """Max |difference| between an 8x8 LR region upscaled in a 40x40 frame and in a tile with radius_px context."""
-    frame = torch.rand(1, 3, FRAME_PX, FRAME_PX)
-    lo, hi = INNER_START_PX - radius_px, INNER_START_PX + INNER_PX + radius_px
-    inner = slice(INNER_START_PX * scale, (INNER_START_PX + INNER_PX) * scale)
+    """Max |difference| between an 8x8 LR region upscaled in a whole frame and in a tile with radius_px context."""
+    start_px = max(INNER_START_PX, radius_px + 1)  # the tile must not touch the frame edge
+    frame = torch.rand(1, 3, 2 * start_px + INNER_PX, 2 * start_px + INNER_PX)
+    lo, hi = start_px - radius_px, start_px + INNER_PX + radius_px
+    inner = slice(start_px * scale, (start_px + INNER_PX) * scale)
     in_tile = slice(radius_px * scale, (radius_px + INNER_PX) * scale)
     from_frame = net(frame)[..., inner, inner]
     from_tile = net(frame[..., lo:hi, lo:hi])[..., in_tile, in_tile]
