@@ -216,5 +216,57 @@ def _bench_table(r: dict[str, Any]) -> str:
             f"ratio      : {r['ratio']:.2f}x")
 
 
+@main.command()
+@click.argument("config", metavar="CONFIG")
+@click.option("--steps", type=int, help="Override every branch's steps (e.g. a short trial).")
+@click.option("--sequential", is_flag=True, help="Train the branches one after another instead of in parallel.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("-v", "--verbose", count=True, help="More log output.")
+def train(config: str, steps: int | None, sequential: bool, quiet: bool, verbose: int) -> None:
+    """Train the branch networks described by CONFIG (a TOML file; see configs/train/).
+
+    Patches are sorted into classes by TVAT at quantiles of the training data; each class's
+    branch trains on its own patches, in parallel processes. Checkpoints are written as it goes:
+    running the same command again resumes where it stopped.
+    """
+    from vsr_stream.config import load_train_config
+    from vsr_stream.train.run import run_training
+
+    _setup_logging(verbose, quiet)
+    try:
+        cfg = load_train_config(config)
+        updates: dict[str, Any] = {"parallel": False} if sequential else {}
+        if steps is not None:
+            updates["branches"] = [b.model_copy(update={"steps": steps}) for b in cfg.branches]
+        summary = run_training(cfg.model_copy(update=updates), show_progress=not quiet)
+    except (VsrError, OSError, KeyboardInterrupt) as e:
+        _fail(e)
+    click.echo(json.dumps(summary, indent=2))
+
+
+@main.command("eval")
+@click.option("--root", required=True, metavar="DIR", help="Folder with <SET>/x<S>/{LR,HR} (e.g. sr-val).")
+@click.option("--set", "sets", multiple=True, default=("Set5", "Set14"), show_default=True, help="Sets to score.")
+@click.option("--scale", type=click.Choice(["2", "3", "4"]), default="4", show_default=True)
+@click.option("--method", type=click.Choice(["pipeline", "bicubic"]), default="pipeline", show_default=True,
+              help="pipeline: the full tiled pipeline with --config; bicubic: MATLAB bicubic baseline.")
+@click.option("--config", "config", metavar="FILE|PRESET", help="Pipeline config (default: built-in defaults).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def evaluate(root: str, sets: tuple[str, ...], scale: str, method: str, config: str | None, as_json: bool) -> None:
+    """Y-PSNR / Y-SSIM of upscaled LR images against HR, by the standard SR protocol."""
+    from vsr_stream.quality.evaluate import run_eval
+
+    _setup_logging(0, True)
+    try:
+        results = run_eval(list(sets), int(scale), root, method, config=config)
+    except (VsrError, OSError, KeyboardInterrupt) as e:
+        _fail(e)
+    if as_json:
+        click.echo(json.dumps({k: r.to_dict() for k, r in results.items()}, indent=2))
+    else:
+        for r in results.values():
+            click.echo(r.table())
+
+
 if __name__ == "__main__":
     main()

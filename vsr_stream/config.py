@@ -251,3 +251,54 @@ def load_config(
         return PipelineConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format_validation(e, origin)) from e
+
+
+class TrainBranchConfig(_Section):
+    model: str = Field(..., description="Registered model name trained for this class.")
+    steps: int = Field(20_000, ge=1, description="Optimiser steps for this branch.")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate at the start (cosine decay to lr_final_ratio × lr).")
+    init: str | None = Field(None, description="Weights to start from (fine-tuning), e.g. a one-model run's result.")
+
+
+class TrainConfig(_Section):
+    """`vsr-stream train`: per-class branches on TVAT-sorted patches (MMSR), or one model."""
+
+    name: str = Field(..., description="Run name; outputs go to out_dir/name.")
+    scale: Literal[2, 3, 4] = Field(4, description="Upscaling factor.")
+    data: list[str] = Field(..., min_length=1, description="HR image folders, image files or videos to train on.")
+    video_frame_step: int = Field(10, ge=1, description="Use every n-th frame of training videos.")
+    val_root: str | None = Field(None, description="sr-val root (Set5/Set14 layout) for validation PSNR; None holds out training images.")
+    val_set: str = Field("Set5", description="Validation set name under val_root.")
+    out_dir: str = Field("runs", description="Folder for checkpoints, logs and exported weights.")
+    lr_patch_px: int = Field(32, ge=8, description="LR training patch side; TVAT classes are computed on it (match tiling.tile_px).")
+    batch: int = Field(32, ge=1, description="Patches per step.")
+    vsp_threshold: int = Field(0, ge=0, description="VSP threshold for TVAT (as classify.vsp_threshold).")
+    class_quantiles: list[float] = Field(
+        default_factory=list, description="Quantiles of training-patch TVAT that become the class thresholds.")
+    branches: list[TrainBranchConfig] = Field(..., min_length=1, description="One per class, flattest first.")
+    lr_final_ratio: float = Field(0.02, gt=0, le=1, description="Final learning rate as a fraction of the first.")
+    parallel: bool = Field(True, description="Train the class branches in parallel worker processes (MMSR).")
+    threads: int = Field(0, ge=0, description="Torch threads per branch process; 0 splits the cores evenly.")
+    checkpoint_every: int = Field(250, ge=1, description="Steps between checkpoints.")
+    validate_every: int = Field(1000, ge=1, description="Steps between validations.")
+    patch_pool: int = Field(200_000, ge=100, description="Candidate patch positions drawn to estimate TVAT quantiles and sample classes.")
+    seed: int = Field(0, description="Seed of every random choice.")
+
+    @model_validator(mode="after")
+    def _classes_match(self) -> "TrainConfig":
+        q = self.class_quantiles
+        if len(q) != len(self.branches) - 1:
+            raise ValueError(f"class_quantiles has {len(q)} value(s) for {len(self.branches)} branches; "
+                             f"expected {len(self.branches) - 1}")
+        if any(not 0 < v < 1 for v in q) or sorted(q) != q:
+            raise ValueError(f"class_quantiles must be ascending and inside (0, 1), got {q}")
+        return self
+
+
+def load_train_config(source: str | os.PathLike[str] | dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A validated :class:`TrainConfig` from a TOML path, preset name or dict; ConfigError names the field."""
+    data = source if isinstance(source, dict) else read_config_file(source)
+    try:
+        return TrainConfig.model_validate(deep_merge(data, overrides or {}))
+    except ValidationError as e:
+        raise ConfigError(_format_validation(e, "train config")) from e

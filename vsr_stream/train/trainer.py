@@ -1,0 +1,169 @@
+"""Training one branch: Adam + L1 on its class's patches, cosine learning-rate decay, validation
+Y-PSNR as it goes, and checkpoints that a later sitting resumes from (model, optimiser, step,
+random states, wall time, history)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vsr_stream.config import TrainConfig
+from vsr_stream.models import build_model, save_weights
+from vsr_stream.quality.metrics import psnr_y
+from vsr_stream.train.data import PatchBank, load_pictures, sample_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BranchJob:
+    """What one (possibly separate) process trains: branch ``cls`` of ``cfg``."""
+
+    cfg: dict[str, Any]
+    cls: int
+    thresholds: list[float]
+    threads: int
+    show_progress: bool = True
+
+
+def branch_dir(cfg: TrainConfig, cls: int) -> Path:
+    return Path(cfg.out_dir) / cfg.name / f"branch{cls}"
+
+
+def train_branch(job: BranchJob) -> dict[str, Any]:
+    """Train (or resume) one branch to its configured steps; returns its final record."""
+    cfg = TrainConfig.model_validate(job.cfg)
+    branch = cfg.branches[job.cls]
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    out = branch_dir(cfg, job.cls)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(cfg.seed)
+    pictures = load_pictures(cfg.data, cfg.scale, cfg.vsp_threshold, cfg.video_frame_step, cfg.lr_patch_px)
+    bank = PatchBank(pictures, cfg.lr_patch_px, cfg.patch_pool, rng)
+    members = bank.members(job.cls, job.thresholds)
+    val = validation_pairs(cfg)
+    net = trainable(build_model(branch.model, cfg.scale, weights=branch.init, allow_random=True))
+    opt = torch.optim.Adam(net.parameters(), lr=branch.lr)
+    state = resume(out / "ckpt.pt", net, opt, rng)
+    log.info("branch %d (%s): %d of %d candidate patches, from step %d", job.cls, branch.model,
+             len(members), len(bank.tvat), state["step"])
+    _loop(cfg, job, net, opt, state, bank, members, val, rng, out)
+    save_weights(net, out / "weights.safetensors")
+    return {"cls": job.cls, "model": branch.model, **{k: state[k] for k in ("step", "elapsed_s")},
+            "val_psnr_db": state["history"][-1]["val_psnr_db"] if state["history"] else None}
+
+
+def trainable(net: torch.nn.Module) -> torch.nn.Module:
+    for p in net.parameters():
+        p.requires_grad_(True)
+    return net.train()
+
+
+def _loop(cfg, job, net, opt, state, bank, members, val, rng, out) -> None:
+    branch = cfg.branches[job.cls]
+    bar = _bar(job, branch.steps, state["step"])
+    t_resume, elapsed0 = time.monotonic(), state["elapsed_s"]
+    losses: list[float] = []
+    while state["step"] < branch.steps:
+        set_lr(opt, branch.lr, cfg.lr_final_ratio, state["step"], branch.steps)
+        lr_b, hr_b = sample_batch(bank, members, cfg.batch, cfg.scale, rng)
+        loss = F.l1_loss(net(torch.from_numpy(lr_b)), torch.from_numpy(hr_b))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        state["step"] += 1
+        state["elapsed_s"] = elapsed0 + time.monotonic() - t_resume
+        if bar is not None:
+            bar.update(1)
+        done = state["step"] == branch.steps
+        if state["step"] % cfg.validate_every == 0 or done:
+            record = {"step": state["step"], "elapsed_s": round(state["elapsed_s"], 1),
+                      "loss": float(np.mean(losses)), "val_psnr_db": validate(net, val, cfg.scale)}
+            losses = []
+            state["history"].append(record)
+            _log_line(out, record)
+            if bar is not None:
+                bar.set_postfix(val=f"{record['val_psnr_db']:.2f}dB")
+        if state["step"] % cfg.checkpoint_every == 0 or done:
+            checkpoint(out / "ckpt.pt", net, opt, state, rng)
+    if bar is not None:
+        bar.close()
+
+
+def set_lr(opt: torch.optim.Optimizer, lr0: float, final_ratio: float, step: int, steps: int) -> None:
+    """Cosine decay from lr0 to final_ratio × lr0 over ``steps``."""
+    lr = lr0 * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * step / steps)))
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+def _bar(job: BranchJob, total: int, start: int):
+    if not job.show_progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, desc=f"branch {job.cls}", position=job.cls, unit="step", leave=True)
+
+
+def _log_line(out: Path, record: dict[str, Any]) -> None:
+    with open(out / "log.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(LR, HR) uint8 RGB pairs of the validation set; a few training pictures if there is none."""
+    from vsr_stream.quality.evaluate import load_sr_val
+    from vsr_stream.train.data import as_rgb
+
+    if cfg.val_root:
+        return [(as_rgb(lr), as_rgb(hr)) for _, lr, hr in load_sr_val(cfg.val_root, cfg.val_set, cfg.scale)]
+    pictures = load_pictures(cfg.data[:1], cfg.scale, 0, cfg.video_frame_step, cfg.lr_patch_px)
+    return [(p.lr, p.hr) for p in pictures[:4]]
+
+
+@torch.inference_mode()
+def validate(net: torch.nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], scale: int) -> float:
+    """Mean Y-PSNR (dB, ``scale`` px shaved) of the network on whole validation images."""
+    net.eval()
+    scores = []
+    for lr, hr in pairs:
+        x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255
+        sr = net(x).clamp(0, 1).mul(255).round().byte()[0].permute(1, 2, 0).numpy()
+        scores.append(psnr_y(sr, hr, scale))
+    net.train()
+    return float(np.mean(scores))
+
+
+def checkpoint(path: Path, net, opt, state: dict[str, Any], rng: np.random.Generator) -> None:
+    """Write the checkpoint atomically (a crash mid-write keeps the previous one)."""
+    blob = {"model": net.state_dict(), "opt": opt.state_dict(), "step": state["step"],
+            "elapsed_s": state["elapsed_s"], "history": json.dumps(state["history"]),
+            "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state()}
+    tmp = path.with_suffix(".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def resume(path: Path, net, opt, rng: np.random.Generator) -> dict[str, Any]:
+    """Load a checkpoint if there is one; returns the training state (step 0 when fresh)."""
+    if not path.exists():
+        return {"step": 0, "elapsed_s": 0.0, "history": []}
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    net.load_state_dict(blob["model"])
+    opt.load_state_dict(blob["opt"])
+    rng.bit_generator.state = json.loads(blob["rng"])
+    torch.set_rng_state(blob["torch_rng"])
+    log.info("resumed %s at step %d", path, blob["step"])
+    return {"step": int(blob["step"]), "elapsed_s": float(blob["elapsed_s"]), "history": json.loads(blob["history"])}
