@@ -1,0 +1,56 @@
+"""Training on generated pictures: loss falls, TVAT classes split the patches, resume continues."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vsr_stream.config import load_train_config
+from vsr_stream.errors import ConfigError
+from vsr_stream.media.synth import write_images
+from vsr_stream.train.run import run_training
+
+
+def _cfg(tmp_path, steps: int, branches: int = 1) -> dict:
+    write_images(tmp_path / "imgs", [(96, 128)] * 4)
+    return {"name": "t", "scale": 2, "data": [str(tmp_path / "imgs")], "out_dir": str(tmp_path / "runs"),
+            "lr_patch_px": 12, "batch": 8, "validate_every": 10, "checkpoint_every": 5, "patch_pool": 1000,
+            "parallel": False, "class_quantiles": [0.5] * (branches - 1) if branches == 2 else [],
+            "branches": [{"model": "fsrcnn-ps-16", "steps": steps, "lr": 3e-3}] * branches}
+
+
+def _log(tmp_path, k=0) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "runs" / "t" / f"branch{k}" / "log.jsonl").read_text().splitlines()]
+
+
+def test_loss_falls_and_weights_are_exported(tmp_path):
+    run_training(load_train_config(_cfg(tmp_path, 60)), show_progress=False)
+    log = _log(tmp_path)
+    assert log[-1]["loss"] < log[0]["loss"]
+    assert (tmp_path / "runs" / "t" / "branch0" / "weights.safetensors").exists()
+    assert "fsrcnn-ps-16" in (tmp_path / "runs" / "t" / "preset.toml").read_text()
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    cfg = _cfg(tmp_path, 10)
+    run_training(load_train_config(cfg), show_progress=False)
+    cfg["branches"] = [{**cfg["branches"][0], "steps": 20}]
+    summary = run_training(load_train_config(cfg), show_progress=False)
+    assert summary["branches"][0]["step"] == 20
+    assert [r["step"] for r in _log(tmp_path)] == [10, 20]
+
+
+def test_two_classes_from_quantiles(tmp_path):
+    summary = run_training(load_train_config(_cfg(tmp_path, 5, branches=2)), show_progress=False)
+    [threshold] = summary["tvat_thresholds"]
+    assert threshold > 0 and len(summary["branches"]) == 2
+    assert np.isfinite([b["val_psnr_db"] for b in summary["branches"]]).all()
+
+
+def test_quantiles_must_match_branches(tmp_path):
+    cfg = _cfg(tmp_path, 5)
+    cfg["class_quantiles"] = [0.5]
+    with pytest.raises(ConfigError, match="class_quantiles"):
+        load_train_config(cfg)
