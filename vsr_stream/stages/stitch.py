@@ -17,7 +17,7 @@ import numpy as np
 from vsr_stream import messages as m
 from vsr_stream.config import PipelineConfig
 from vsr_stream.errors import ProtocolError
-from vsr_stream.ops.blend import accumulate, feather_weights, normalize
+from vsr_stream.ops.blend import accumulate_tiles, normalize
 from vsr_stream.stage import Out, Stage
 
 
@@ -44,7 +44,6 @@ class StitchStage(Stage):
         self.plans_expected: int | None = None
         self.released = 0
         self.busy_s = 0.0
-        self._weights: dict[tuple[int, int], np.ndarray] = {}
 
     def process(self, msg: m.Message) -> Iterator[Out]:
         t0 = time.perf_counter()
@@ -77,11 +76,7 @@ class StitchStage(Stage):
             self.early.setdefault(index, []).append(msg)
             return
         geom, hr = msg.arrays
-        s = self.scale
-        for row, window in zip(geom, hr):
-            _, y0, x0, h, w, wy0, wx0, _, _ = (int(v) for v in row)
-            core = window[(y0 - wy0) * s:(y0 - wy0 + h) * s, (x0 - wx0) * s:(x0 - wx0 + w) * s]
-            accumulate(canvas.acc, canvas.wsum, core, self._weight(h * s, w * s), y0 * s, x0 * s)
+        accumulate_tiles(canvas.acc, canvas.wsum, hr, geom, self.scale, self.ramp_px)
         canvas.remaining -= len(geom)
         if canvas.remaining < 0:
             raise ProtocolError(f"stitch: frame {index} received more tiles than its plan's {canvas.plan['n_tiles']}")
@@ -89,11 +84,6 @@ class StitchStage(Stage):
             del self.canvases[index]
             dtype = np.dtype(canvas.plan["dtype"])
             self.done[index] = m.Message(m.FRAME, _frame_header(canvas.plan), [normalize(canvas.acc, canvas.wsum, dtype)])
-
-    def _weight(self, h: int, w: int) -> np.ndarray:
-        if (h, w) not in self._weights:
-            self._weights[(h, w)] = feather_weights(h, w, self.ramp_px)
-        return self._weights[(h, w)]
 
     def _release(self) -> Iterator[Out]:
         while self.next_index in self.done:
