@@ -102,3 +102,15 @@ def test_uint16_frames_keep_depth(make_cfg, inline):
     [out] = inline(cfg).run([frame])
     assert out.arrays[0].dtype == np.uint16
     np.testing.assert_array_equal(out.arrays[0], np.repeat(np.repeat(frame, 2, 0), 2, 1))
+
+
+def test_cuda_branch_falls_back_to_cpu_with_a_warning(make_cfg, inline, caplog):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is usable here: nothing falls back")
+    cfg = make_cfg(scale=2, upscale={"branches": [{"model": "nearest", "device": "cuda:0"}]})
+    frame = textured(9, 11)
+    [out] = inline(cfg).run([frame])
+    np.testing.assert_array_equal(out.arrays[0], np.repeat(np.repeat(frame, 2, 0), 2, 1))
+    assert "CUDA is not usable" in caplog.text

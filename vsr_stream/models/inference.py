@@ -14,13 +14,21 @@ log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
-    """The torch device for ``name``; raises ConfigError when it does not exist here."""
+    """The torch device for ``name``; CPU (with one warning) where CUDA is not usable.
+
+    Raises ConfigError for a name that is not a torch device, or a CUDA index this machine lacks.
+    """
     try:
         device = torch.device(name)
     except RuntimeError as e:
         raise ConfigError(f"upscale.branches[].device: {name!r} is not a torch device") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine")
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        log.warning("device %s requested but CUDA is not usable here; running this branch on the CPU", name)
+        return torch.device("cpu")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
