@@ -27,14 +27,6 @@ INNER_PX = 8
 MARGIN_PX = 2
 
 
-@pytest.fixture(autouse=True)
-def _seeded() -> None:
-    torch.manual_seed(0)
-
-
-@pytest.fixture(autouse=True)
-def _no_shipped_weights(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    monkeypatch.setattr(registry, "SHIPPED_WEIGHTS_DIR", tmp_path / "shipped")
 
 
 def _build(name: str, scale: int) -> nn.Module:

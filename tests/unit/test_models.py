@@ -21,15 +21,6 @@ INNER_START_PX = 16
 INNER_PX = 8
 
 
-@pytest.fixture(autouse=True)
-def _seeded() -> None:
-    torch.manual_seed(0)
-
-
-@pytest.fixture(autouse=True)
-def _no_shipped_weights(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    # Tests must not depend on (or be changed by) weights that ship with the package.
-    monkeypatch.setattr(registry, "SHIPPED_WEIGHTS_DIR", tmp_path / "shipped")
 
 
 def _build(name: str, scale: int) -> torch.nn.Module:
