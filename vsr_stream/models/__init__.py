@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vsr_stream.models import edsr, fsrcnn, interp, mdsr
+from vsr_stream.models import edsr, fsrcnn, interp, mdsr, ychannel
 from vsr_stream.models.registry import (
     ModelDescriptor,
     build_model,
@@ -14,7 +14,7 @@ from vsr_stream.models.registry import (
     save_weights,
 )
 
-for _desc in (*fsrcnn.DESCRIPTORS, *edsr.DESCRIPTORS, *mdsr.DESCRIPTORS, *interp.DESCRIPTORS):
+for _desc in (*fsrcnn.DESCRIPTORS, *edsr.DESCRIPTORS, *mdsr.DESCRIPTORS, *ychannel.DESCRIPTORS, *interp.DESCRIPTORS):
     register(_desc)
 del _desc
 

@@ -77,11 +77,12 @@ class FSRCNNPS(nn.Module):
         feature_channels: int,
         shrink_channels: int = SHRINK_CHANNELS,
         n_map_layers: int = N_MAP_LAYERS,
+        image_channels: int = 3,
     ) -> None:
         super().__init__()
         self.scale = scale
-        self.body = _body(feature_channels, shrink_channels, n_map_layers)
-        self.tail = nn.Conv2d(feature_channels, 3 * scale * scale, 3, padding=1)
+        self.body = _body(feature_channels, shrink_channels, n_map_layers, image_channels)
+        self.tail = nn.Conv2d(feature_channels, image_channels * scale * scale, 3, padding=1)
         self.shuffle = nn.PixelShuffle(scale)
         _init_body_as_paper(self.body)
         nn.init.normal_(self.tail.weight, std=1e-3)
@@ -92,10 +93,10 @@ class FSRCNNPS(nn.Module):
         return self.shuffle(self.tail(self.body(x))) + skip
 
 
-def _body(feature_channels: int, shrink_channels: int, n_map_layers: int) -> nn.Sequential:
+def _body(feature_channels: int, shrink_channels: int, n_map_layers: int, image_channels: int = 3) -> nn.Sequential:
     """Feature extraction, shrink, mapping and expand layers, each followed by a PReLU."""
     d, s = feature_channels, shrink_channels
-    layers = [*_conv_prelu(3, d, 5), *_conv_prelu(d, s, 1)]
+    layers = [*_conv_prelu(image_channels, d, 5), *_conv_prelu(d, s, 1)]
     for _ in range(n_map_layers):
         layers += _conv_prelu(s, s, 3)
     layers += _conv_prelu(s, d, 1)

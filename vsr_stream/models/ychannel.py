@@ -1,0 +1,53 @@
+"""Luma-only networks: the net upscales BT.601 Y, chroma (Cb, Cr) is upscaled bicubically.
+
+RGB in, RGB out (the model contract), so a Y network is a drop-in branch. Quality is scored on
+Y, and the first and last layers of a Y network cost a third of an RGB one's multiply-adds.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vsr_stream.models.fsrcnn import FSRCNNPS, SCALES, ps_receptive_radius_px
+from vsr_stream.models.registry import ModelDescriptor
+
+# BT.601 on [0, 1]: ycbcr = RGB_TO_YCBCR @ rgb + OFFSET (the SR papers' Y, studio range).
+RGB_TO_YCBCR = torch.tensor([[65.481, 128.553, 24.966],
+                             [-37.797, -74.203, 112.0],
+                             [112.0, -93.786, -18.214]], dtype=torch.float64) / 255.0
+OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64) / 255.0
+
+
+class YChannel(nn.Module):
+    """Wraps ``net`` ((N, 1, H, W) → (N, 1, H*s, W*s), Y on [0, 1]) into an RGB model."""
+
+    def __init__(self, net: nn.Module, scale: int) -> None:
+        super().__init__()
+        self.net, self.scale = net, scale
+        self.register_buffer("to_ycc", RGB_TO_YCBCR.float(), persistent=False)
+        self.register_buffer("to_rgb", torch.linalg.inv(RGB_TO_YCBCR).float(), persistent=False)
+        self.register_buffer("offset", OFFSET.float().view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ycc = torch.einsum("ij,njhw->nihw", self.to_ycc.to(x.dtype), x) + self.offset.to(x.dtype)
+        chroma = F.interpolate(ycc[:, 1:], scale_factor=self.scale, mode="bicubic", align_corners=False)
+        up = torch.cat([self.net(ycc[:, :1]), chroma], dim=1) - self.offset.to(x.dtype)
+        return torch.einsum("ij,njhw->nihw", self.to_rgb.to(x.dtype), up)
+
+
+def fsrcnn_ps_y(scale: int, feature_channels: int) -> YChannel:
+    return YChannel(FSRCNNPS(scale, feature_channels, image_channels=1), scale)
+
+
+DESCRIPTORS = tuple(
+    ModelDescriptor(
+        name=f"fsrcnn-ps-{d}-y", scales=SCALES, builder=partial(fsrcnn_ps_y, feature_channels=d),
+        learned=True, supports_half=True, receptive_radius_px=ps_receptive_radius_px(), min_size_px=1,
+        description=f"FSRCNN-PS d={d} on BT.601 luma, bicubic chroma", family="fsrcnn",
+    )
+    for d in (16, 36, 56)
+)
