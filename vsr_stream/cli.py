@@ -244,6 +244,29 @@ def train(config: str, steps: int | None, sequential: bool, quiet: bool, verbose
     click.echo(json.dumps(summary, indent=2))
 
 
+@main.command()
+@click.argument("config", metavar="CONFIG")
+@click.option("--branch", type=int, default=0, show_default=True, help="Which branch (class) of the run.")
+@click.option("--as", "stem", required=True, metavar="NAME", help="File name to ship as (configs refer to it as @NAME).")
+@click.option("--dest", type=click.Path(file_okay=False), help="Folder to write to (default: the package's weights).")
+@click.option("--val-root", metavar="DIR", help="sr-val folder to score the card's numbers (default: the run's val_root).")
+def ship(config: str, branch: int, stem: str, dest: str | None, val_root: str | None) -> None:
+    """Copy a trained branch of the run CONFIG into the package with its model card."""
+    from pathlib import Path
+
+    from vsr_stream.config import load_train_config
+    from vsr_stream.models.registry import SHIPPED_WEIGHTS_DIR
+    from vsr_stream.train.card import ship as ship_branch
+
+    _setup_logging(0, True)
+    try:
+        card = ship_branch(load_train_config(config), config, branch, stem,
+                           Path(dest) if dest else SHIPPED_WEIGHTS_DIR, val_root)
+    except (VsrError, OSError, KeyboardInterrupt) as e:
+        _fail(e)
+    click.echo(card.read_text())
+
+
 @main.command("eval")
 @click.option("--root", required=True, metavar="DIR", help="Folder with <SET>/x<S>/{LR,HR} (e.g. sr-val).")
 @click.option("--set", "sets", multiple=True, default=("Set5", "Set14"), show_default=True, help="Sets to score.")

@@ -3,6 +3,10 @@
 Priority, highest first: explicit arguments > environment (``VSR_STREAM_<SECTION>__<FIELD>``)
 > config file (a path or a preset name from ``configs/``) > the defaults below.
 Every invalid value fails here, before any frame is read, with its field path in the message.
+
+A config file may hold per-scale tables ``[x2]``, ``[x3]``, ``[x4]``: the one matching the
+final scale is merged over the file's other keys (so one preset can carry trained branches
+and class thresholds for every scale); the environment and explicit arguments still win.
 """
 
 from __future__ import annotations
@@ -207,6 +211,25 @@ def read_config_file(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
 
 
+SCALE_SECTIONS = ("x2", "x3", "x4")
+
+
+def apply_scale_section(data: dict[str, Any], scale: Any = None) -> dict[str, Any]:
+    """``data`` without its ``x2``/``x3``/``x4`` tables, with the one for ``scale`` merged in.
+
+    ``scale`` defaults to ``data``'s own (else the model default, 4). A table that is not a
+    table fails the same way as any other wrong field.
+    """
+    scale = data.get("scale", PipelineConfig.model_fields["scale"].default) if scale is None else scale
+    base = {k: v for k, v in data.items() if k not in SCALE_SECTIONS}
+    section = data.get(f"x{scale}")
+    if section is None:
+        return base
+    if not isinstance(section, dict):
+        raise ConfigError(f"x{scale}: must be a table of settings for scale {scale}, got {section!r}")
+    return deep_merge(base, section)
+
+
 def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """Nested overrides from ``VSR_STREAM_<SECTION>__<FIELD>=value`` (values parsed as JSON when they can be)."""
     environ = os.environ if environ is None else environ
@@ -246,7 +269,8 @@ def load_config(
         data, origin = {}, "defaults"
     else:
         data, origin = read_config_file(source), str(source)
-    data = deep_merge(deep_merge(data, env_overrides(environ)), overrides or {})
+    top = deep_merge(env_overrides(environ), overrides or {})
+    data = deep_merge(apply_scale_section(data, top.get("scale")), top)
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as e:

@@ -9,7 +9,7 @@ from torch import nn
 
 from vsr_stream import models
 from vsr_stream.errors import ModelInputError
-from vsr_stream.models import edsr, fsrcnn, mdsr, registry
+from vsr_stream.models import edsr, fsrcnn, mdsr, registry, ychannel
 from vsr_stream.models.ensemble import SelfEnsemble, with_self_ensemble
 from vsr_stream.models.registry import save_weights
 
@@ -17,12 +17,13 @@ NEW_DESCRIPTORS = (
     *(desc for desc in fsrcnn.DESCRIPTORS if desc.name.startswith("fsrcnn-ps-")),
     *edsr.DESCRIPTORS,
     *mdsr.DESCRIPTORS,
+    *(desc for desc in ychannel.DESCRIPTORS if desc.name.startswith("edsr-")),
 )
 NEW_MODEL_SCALES = [(desc.name, scale) for desc in NEW_DESCRIPTORS for scale in desc.scales]
 # edsr-b16c64 is built from the same layers as edsr-b4c32/b6c32/b8c48 (only the block count
 # differs, and the radius' 2 px per block is proven tight across those depths); in float64 it
 # would cost as much as every other tightness case together, so it gets the sufficiency check only.
-TIGHT_MODEL_SCALES = [(name, scale) for name, scale in NEW_MODEL_SCALES if name != "edsr-b16c64"]
+TIGHT_MODEL_SCALES = [(name, scale) for name, scale in NEW_MODEL_SCALES if name not in ("edsr-b16c64", "edsr-b8c48-y")]
 INNER_PX = 8
 MARGIN_PX = 2
 
@@ -35,7 +36,7 @@ def _build(name: str, scale: int) -> nn.Module:
 
 def test_every_new_model_is_registered() -> None:
     names = {desc.name for desc in NEW_DESCRIPTORS}
-    assert {"fsrcnn-ps-16", "fsrcnn-ps-36", "fsrcnn-ps-56", "edsr-b6c32-asym", "mdsr-b8c48"} <= names
+    assert {"fsrcnn-ps-16", "fsrcnn-ps-36", "fsrcnn-ps-56", "edsr-b6c32-asym", "mdsr-b8c48", "edsr-b6c32-y"} <= names
     assert names <= set(models.names())
 
 

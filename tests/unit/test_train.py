@@ -54,3 +54,38 @@ def test_quantiles_must_match_branches(tmp_path):
     cfg["class_quantiles"] = [0.5]
     with pytest.raises(ConfigError, match="class_quantiles"):
         load_train_config(cfg)
+
+
+def test_snapshots_are_saved_at_each_validation(tmp_path):
+    run_training(load_train_config(_cfg(tmp_path, 20)), show_progress=False)
+    snaps = sorted(p.name for p in (tmp_path / "runs" / "t" / "branch0" / "snapshots").iterdir())
+    assert snaps == ["step0000010.safetensors", "step0000020.safetensors"]
+
+
+def test_ship_copies_the_weights_and_writes_a_card(tmp_path):
+    import hashlib
+
+    from vsr_stream.train.card import LICENCE, ship
+
+    cfg = load_train_config(_cfg(tmp_path, 10))
+    run_training(cfg, show_progress=False)
+    card = ship(cfg, "my.toml", 0, "tiny_x2", dest=tmp_path / "ship")
+    shipped = tmp_path / "ship" / "tiny_x2.safetensors"
+    trained = tmp_path / "runs" / "t" / "branch0" / "weights.safetensors"
+    assert shipped.read_bytes() == trained.read_bytes()
+    text = card.read_text()
+    assert hashlib.sha256(shipped.read_bytes()).hexdigest() in text
+    assert "10 steps" in text and "vsr-stream train my.toml" in text and LICENCE in text
+    assert "Not scored" in text  # no sr-val folder here
+
+
+def test_ship_refuses_an_unfinished_branch(tmp_path):
+    from vsr_stream.train.card import ship
+
+    cfg = load_train_config(_cfg(tmp_path, 10))
+    run_training(cfg, show_progress=False)
+    longer = cfg.model_copy(update={"branches": [cfg.branches[0].model_copy(update={"steps": 50})]})
+    with pytest.raises(ConfigError, match="has not finished"):
+        ship(longer, "my.toml", 0, "tiny_x2", dest=tmp_path / "ship")
+    with pytest.raises(ConfigError, match="--branch 3"):
+        ship(cfg, "my.toml", 3, "tiny_x2", dest=tmp_path / "ship")

@@ -100,23 +100,33 @@ def upsampler(channels: int, scale: int) -> nn.Sequential:
 
 
 class EDSR(nn.Module):
-    """EDSR-style net: ``(N, 3, H, W)`` -> ``(N, 3, H*scale, W*scale)``, any H, W >= 1; no clamping.
+    """EDSR-style net: ``(N, C, H, W)`` -> ``(N, C, H*scale, W*scale)``, any H, W >= 1; no clamping.
+
+    C is ``image_channels``: 3 for RGB, 1 for a luma net (see :mod:`vsr_stream.models.ychannel`).
+    ``light_tail`` replaces the upsampler and tail by one 3x3 conv to ``C * scale**2`` channels
+    and a pixel shuffle: far fewer multiply-adds at x4 (the upsampler is most of a small
+    EDSR's cost), one pixel less receptive radius.
 
     Output is ``tail(upsample(body(head(x)) + head(x))) + bicubic(x)``. The input dtype must
     match the parameters'. PyTorch's default initialisation (as the reference EDSR code).
     """
 
     def __init__(
-        self, blocks: int, channels: int, scale: int, asymmetric: bool = False, res_scale: float = 1.0
+        self, blocks: int, channels: int, scale: int, asymmetric: bool = False, res_scale: float = 1.0,
+        image_channels: int = 3, light_tail: bool = False,
     ) -> None:
         super().__init__()
         self.scale = scale
-        self.head = conv3x3(3, channels)
+        self.head = conv3x3(image_channels, channels)
         self.body = nn.Sequential(
             *(ResBlock(channels, res_scale, asymmetric=asymmetric) for _ in range(blocks)), conv3x3(channels, channels)
         )
-        self.upsample = upsampler(channels, scale)
-        self.tail = conv3x3(channels, 3)
+        if light_tail:  # one conv to image_channels * s * s, then shuffle (FSRCNN-PS / ESPCN style)
+            self.upsample = nn.Sequential(conv3x3(channels, image_channels * scale * scale), nn.PixelShuffle(scale))
+            self.tail = nn.Identity()
+        else:
+            self.upsample = upsampler(channels, scale)
+            self.tail = conv3x3(channels, image_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skip = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
@@ -133,13 +143,15 @@ def edsr(blocks: int, channels: int, scale: int, asymmetric: bool = False, res_s
     return EDSR(blocks, channels, scale, asymmetric=asymmetric, res_scale=res_scale)
 
 
-def receptive_radius_px(blocks: int) -> int:
-    """LR context (px, every side) an EDSR with ``blocks`` blocks needs at x2, x3 and x4: 2*blocks + 4.
+def receptive_radius_px(blocks: int, light_tail: bool = False) -> int:
+    """LR context (px, every side) an EDSR with ``blocks`` blocks needs at x2, x3 and x4: 2*blocks + 4
+    (2*blocks + 3 with the light tail).
 
     Head 1, two 3x3 convs per block (an asymmetric pair reaches 1 row and 1 column, like a
-    3x3), body-end 1, ``UPSAMPLER_RADIUS_PX`` 2; the bicubic skip's 2 is less. Tight.
+    3x3), body-end 1, ``UPSAMPLER_RADIUS_PX`` 2 (the light tail's one conv: 1); the bicubic
+    skip's 2 is less. Tight.
     """
-    return 1 + 2 * blocks + 1 + UPSAMPLER_RADIUS_PX
+    return 1 + 2 * blocks + 1 + (1 if light_tail else UPSAMPLER_RADIUS_PX)
 
 
 def _descriptor(blocks: int, channels: int, asymmetric: bool = False) -> ModelDescriptor:

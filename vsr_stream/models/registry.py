@@ -122,6 +122,18 @@ def build_model(
     return module
 
 
+def shipped_weights_file(stem: str) -> Path:
+    """The packaged weights file ``<stem>.safetensors`` (config syntax ``weights = "@<stem>"``).
+
+    Raises ConfigError naming the shipped files if there is none by that name.
+    """
+    path = SHIPPED_WEIGHTS_DIR / f"{stem}.safetensors"
+    if not stem or Path(stem).name != stem or not path.is_file():
+        shipped = sorted(p.stem for p in SHIPPED_WEIGHTS_DIR.glob("*.safetensors"))
+        raise ConfigError(f"no shipped weights named {stem!r}; shipped: {', '.join(shipped) or 'none'}")
+    return path
+
+
 def _resolve_weights(
     desc: ModelDescriptor, scale: int, weights: str | Path | None, allow_random: bool
 ) -> Path | None:
@@ -130,7 +142,7 @@ def _resolve_weights(
             raise ConfigError(f"model {desc.name!r} has no weights to load (got weights={weights})")
         return None
     if weights is not None:
-        return Path(weights)
+        return shipped_weights_file(str(weights)[1:]) if str(weights).startswith("@") else Path(weights)
     shipped = shipped_weights_path(desc.name, scale)
     if shipped.is_file():
         return shipped

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vsr_stream.models import edsr
 from vsr_stream.models.fsrcnn import FSRCNNPS, SCALES, ps_receptive_radius_px
 from vsr_stream.models.registry import ModelDescriptor
 
@@ -43,6 +44,10 @@ def fsrcnn_ps_y(scale: int, feature_channels: int) -> YChannel:
     return YChannel(FSRCNNPS(scale, feature_channels, image_channels=1), scale)
 
 
+def edsr_y(scale: int, blocks: int, channels: int) -> YChannel:
+    return YChannel(edsr.EDSR(blocks, channels, scale, image_channels=1, light_tail=True), scale)
+
+
 DESCRIPTORS = tuple(
     ModelDescriptor(
         name=f"fsrcnn-ps-{d}-y", scales=SCALES, builder=partial(fsrcnn_ps_y, feature_channels=d),
@@ -50,4 +55,13 @@ DESCRIPTORS = tuple(
         description=f"FSRCNN-PS d={d} on BT.601 luma, bicubic chroma", family="fsrcnn",
     )
     for d in (16, 36, 56)
+) + tuple(
+    ModelDescriptor(
+        name=f"edsr-b{b}c{c}-y", scales=SCALES, builder=partial(edsr_y, blocks=b, channels=c),
+        learned=True, supports_half=True, receptive_radius_px=edsr.receptive_radius_px(b, light_tail=True), min_size_px=1,
+        description=f"EDSR-style residual net, {b} blocks x {c} channels, pixel-shuffle tail, on BT.601 luma, "
+        "bicubic chroma",
+        family="edsr",
+    )
+    for b, c in ((6, 32), (8, 48))
 )

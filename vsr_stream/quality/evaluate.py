@@ -17,7 +17,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from vsr_stream.errors import ConfigError, ModelInputError, SourceError
+from vsr_stream.quality.cost import PipelineCost, pipeline_cost
 from vsr_stream.quality.imresize import imresize
 from vsr_stream.quality.metrics import modcrop, psnr_y, ssim_y
 
@@ -56,6 +57,7 @@ class EvalResult:
     method: str
     shave_px: int
     images: tuple[ImageScore, ...]
+    cost: PipelineCost | None = None
 
     @property
     def mean_psnr_db(self) -> float:
@@ -73,12 +75,15 @@ class EvalResult:
         rows = [head, f"{'name':<{width}}  {'PSNR dB':>8}  {'SSIM':>6}"]
         rows += [f"{s.name:<{width}}  {s.psnr_db:8.2f}  {s.ssim:6.4f}" for s in self.images]
         rows.append(f"{'mean':<{width}}  {self.mean_psnr_db:8.2f}  {self.mean_ssim:6.4f}")
+        if self.cost is not None:
+            rows.append(f"cost: {self.cost.line()}")
         return "\n".join(rows)
 
     def to_dict(self) -> dict[str, Any]:
         return {"set": self.set_name, "scale": self.scale, "method": self.method, "shave_px": self.shave_px,
                 "mean_psnr_db": self.mean_psnr_db, "mean_ssim": self.mean_ssim,
-                "images": [{"name": s.name, "psnr_db": s.psnr_db, "ssim": s.ssim} for s in self.images]}
+                "images": [{"name": s.name, "psnr_db": s.psnr_db, "ssim": s.ssim} for s in self.images],
+                "cost": None if self.cost is None else self.cost.to_dict()}
 
 
 def score_outputs(outputs: Iterable[tuple[str, np.ndarray, np.ndarray]], shave: int, *, scale: int | None,
@@ -217,12 +222,18 @@ def run_eval(sets: list[str], scale: int, root: str | os.PathLike[str], method: 
     if method not in METHODS:
         raise ConfigError(f"eval method must be one of {', '.join(METHODS)}, got {method!r}")
     results = {}
+    cfg = None
     for set_name in sets:
         pairs = load_sr_val(root, set_name, scale)
         if method == "bicubic":
             results[set_name] = evaluate_pairs(pairs, bicubic_upscaler(scale), scale, set_name=set_name, method=method)
             continue
-        srs = pipeline_upscale_all({name: lr for name, lr, _ in pairs}, config, scale, overrides)
-        results[set_name] = score_outputs(((name, srs[name], hr) for name, _, hr in pairs), scale, scale=scale,
-                                          set_name=set_name, method=method)
+        if cfg is None:
+            from vsr_stream.api import resolve_config  # pulls in torch and zmq: import only when used
+
+            cfg = resolve_config(config, scale, overrides)
+        srs = pipeline_upscale_all({name: lr for name, lr, _ in pairs}, cfg, scale)
+        scored = score_outputs(((name, srs[name], hr) for name, _, hr in pairs), scale, scale=scale,
+                               set_name=set_name, method=method)
+        results[set_name] = replace(scored, cost=pipeline_cost((lr for _, lr, _ in pairs), cfg))
     return results

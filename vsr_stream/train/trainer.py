@@ -94,12 +94,20 @@ def _loop(cfg, job, net, opt, state, bank, members, val, rng, out) -> None:
             losses = []
             state["history"].append(record)
             _log_line(out, record)
+            save_weights(net, snapshot_path(out, state["step"]))
             if bar is not None:
                 bar.set_postfix(val=f"{record['val_psnr_db']:.2f}dB")
         if state["step"] % cfg.checkpoint_every == 0 or done:
             checkpoint(out / "ckpt.pt", net, opt, state, rng)
     if bar is not None:
         bar.close()
+
+
+def snapshot_path(out: Path, step: int) -> Path:
+    """Weights saved at each validation, to score the classes together as training went."""
+    path = out / "snapshots" / f"step{step:07d}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def set_lr(opt: torch.optim.Optimizer, lr0: float, final_ratio: float, step: int, steps: int) -> None:

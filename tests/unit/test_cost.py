@@ -1,0 +1,57 @@
+"""Pipeline cost accounting: MACs over tile windows per class, as the classify stage routes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vsr_stream.config import load_config
+from vsr_stream.quality.cost import frame_classes, pipeline_cost
+
+
+def _cfg(**tiling):
+    return load_config({"scale": 2, "tiling": {"tile_px": 16, "overlap_px": 0, "context_px": 0, **tiling},
+                        "classify": {"tvat_thresholds": [50_000.0]},
+                        "upscale": {"branches": [{"model": "bicubic"}, {"model": "nearest"}]}})
+
+
+def _half_textured(h=32, w=32):
+    frame = np.full((h, w, 3), 128, np.uint8)
+    frame[:, w // 2:] = np.random.default_rng(0).integers(0, 256, (h, w - w // 2, 3), dtype=np.uint8)
+    return frame
+
+
+def test_flat_tiles_go_to_class_0_and_textured_to_class_1():
+    geom, classes = frame_classes(_half_textured(), _cfg())
+    assert len(geom) == 4
+    # VSP is frame-wide: the flat tiles' last column sees the noise next to it (TVAT about
+    # 3,000), far below the noise tiles' (about 260,000) and the threshold between them.
+    assert list(classes) == [0, 1, 0, 1]
+
+
+def test_macs_are_rate_times_window_area_per_class():
+    frame = _half_textured()
+    cost = pipeline_cost([frame], _cfg(), rates=(10.0, 100.0))
+    _, classes = frame_classes(frame, _cfg())
+    n1 = int((classes == 1).sum())
+    assert cost.tiles_per_class == (4 - n1, n1)
+    assert cost.macs == pytest.approx(256 * (10.0 * (4 - n1) + 100.0 * n1))
+    assert cost.hr_pixels == 32 * 32 * 4
+    assert sum(cost.class_shares) == pytest.approx(1.0)
+
+
+def test_context_adds_the_overlap_work():
+    frame = np.full((64, 64, 3), 7, np.uint8)
+    bare = pipeline_cost([frame], _cfg(), rates=(1.0, 1.0))
+    padded = pipeline_cost([frame], _cfg(context_px=4), rates=(1.0, 1.0))
+    assert bare.macs == 64 * 64
+    assert padded.macs == pytest.approx(16 * 24 * 24)  # 16 tiles, each window 16 + 2*4 px
+
+
+def test_grey_frames_count_like_rgb_and_measured_rates_are_positive():
+    cfg = _cfg()
+    grey = np.full((32, 32), 50, np.uint8)
+    cost = pipeline_cost([grey], cfg)
+    assert cost.tiles_per_class == (4, 0)
+    assert cost.branch_macs_per_lr_px == (pytest.approx(cost.macs / (32 * 32)), 0.0)  # nearest is free
+    assert cost.macs_per_hr_px > 0

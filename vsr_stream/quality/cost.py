@@ -1,0 +1,95 @@
+"""What the pipeline spends per output pixel: multiply-adds of every branch over the tile
+windows it runs on (overlap and context included), from the same tile plan and TVAT
+classes as the pipeline's classify stage.
+
+    cost = pipeline_cost([lr1, lr2], cfg)
+    print(cost.macs_per_hr_px, cost.class_shares)
+
+Each branch's MACs per LR window pixel are measured once with
+:func:`vsr_stream.models.macs.macs_per_output_pixel` (convolutions are linear in area, so
+one 64x64 probe gives the per-pixel rate); a window of ``wh x ww`` LR pixels costs that rate
+times its area. Classes come from :func:`vsr_stream.ops.tvat.classify` on the frame's TVAT,
+exactly as the classify stage computes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from vsr_stream.config import PipelineConfig
+from vsr_stream.geometry import plan_tiles
+from vsr_stream.messages import GEOM_COLUMNS
+from vsr_stream.ops.tvat import classify, tile_tvat, vsp
+
+_WH, _WW = GEOM_COLUMNS.index("wh"), GEOM_COLUMNS.index("ww")
+
+
+@dataclass(frozen=True)
+class PipelineCost:
+    """Multiply-adds and tile counts of the pipeline over some frames."""
+
+    macs: float
+    hr_pixels: int
+    tiles_per_class: tuple[int, ...]
+    branch_macs_per_lr_px: tuple[float, ...]
+
+    @property
+    def macs_per_hr_px(self) -> float:
+        """Average multiply-adds per output (HR) pixel, all three channels."""
+        return self.macs / self.hr_pixels if self.hr_pixels else 0.0
+
+    @property
+    def class_shares(self) -> tuple[float, ...]:
+        total = sum(self.tiles_per_class)
+        return tuple(n / total if total else 0.0 for n in self.tiles_per_class)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"macs_per_hr_px": self.macs_per_hr_px, "tiles_per_class": list(self.tiles_per_class),
+                "class_shares": list(self.class_shares), "branch_macs_per_lr_px": list(self.branch_macs_per_lr_px)}
+
+    def line(self) -> str:
+        shares = " / ".join(f"{s:.0%}" for s in self.class_shares)
+        return f"{self.macs_per_hr_px:,.0f} MACs per HR pixel; tiles per class {shares}"
+
+
+def branch_macs_per_lr_px(cfg: PipelineConfig) -> tuple[float, ...]:
+    """MACs per LR input pixel of each configured branch at ``cfg.scale``."""
+    from vsr_stream.models import build_model
+    from vsr_stream.models.macs import macs_per_output_pixel
+
+    rates = []
+    for branch in cfg.upscale.branches:
+        net = build_model(branch.model, cfg.scale, weights=branch.weights, allow_random=True)
+        rates.append(macs_per_output_pixel(net, cfg.scale) * cfg.scale * cfg.scale)
+    return tuple(rates)
+
+
+def frame_classes(frame: np.ndarray, cfg: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Tile plan and class per tile of an RGB uint8 ``frame``, as the classify stage makes them."""
+    h, w = frame.shape[:2]
+    t = cfg.tiling
+    geom = plan_tiles(h, w, t.tile_px, t.overlap_px, t.context_px)
+    if not cfg.classify.tvat_thresholds:
+        return geom, np.zeros(len(geom), dtype=np.int8)
+    return geom, classify(tile_tvat(vsp(frame), geom, cfg.classify.vsp_threshold), cfg.classify.tvat_thresholds)
+
+
+def pipeline_cost(frames: Iterable[np.ndarray], cfg: PipelineConfig,
+                  rates: tuple[float, ...] | None = None) -> PipelineCost:
+    """Total cost of upscaling RGB (H, W, 3) or grey (H, W) uint8 ``frames`` with ``cfg``."""
+    rates = branch_macs_per_lr_px(cfg) if rates is None else rates
+    counts = np.zeros(len(rates), dtype=np.int64)
+    macs, hr_pixels = 0.0, 0
+    for frame in frames:
+        rgb = np.repeat(frame[:, :, None], 3, axis=2) if frame.ndim == 2 else frame
+        geom, classes = frame_classes(rgb, cfg)
+        area = geom[:, _WH].astype(np.int64) * geom[:, _WW]
+        for k, rate in enumerate(rates):
+            mine = classes == k
+            counts[k] += int(mine.sum())
+            macs += rate * float(area[mine].sum())
+        hr_pixels += rgb.shape[0] * rgb.shape[1] * cfg.scale * cfg.scale
+    return PipelineCost(macs, hr_pixels, tuple(int(c) for c in counts), tuple(rates))

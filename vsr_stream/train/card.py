@@ -1,0 +1,158 @@
+"""Shipping a trained branch: copy its weights into the package and write its model card.
+
+    vsr-stream ship configs/train/x4-one-fsrcnn-ps-56-y.toml --branch 0 --as fsrcnn-ps-56-y_x4
+
+writes ``vsr_stream/models/weights/<stem>.safetensors`` and ``<stem>.md``. The card states the
+model and its cost, the training data and its licence terms, iterations and wall time, the
+validation PSNR during training, whole-image Set5/Set14 scores in fp32 and in bf16 (when the
+sr-val folder is at hand), and the commands that reproduce the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vsr_stream.config import TrainConfig
+from vsr_stream.errors import ConfigError
+from vsr_stream.models import build_model, get
+from vsr_stream.models.macs import macs_per_output_pixel
+from vsr_stream.models.registry import SHIPPED_WEIGHTS_DIR
+from vsr_stream.train.trainer import branch_dir
+
+LICENCE = (
+    "Trained on T91, General-100 and BSD200 (`../shared/data/sr-train`). The BSDS300 images (BSD200) "
+    "are offered by their authors for non-commercial research and educational use; T91 and "
+    "General-100 were released with research papers without an explicit licence. These weights "
+    "inherit those terms: use them for non-commercial research and education, and retrain on data "
+    "you may use (`vsr-stream train`) for anything else."
+)
+EVAL_SETS = ("Set5", "Set14")
+
+
+def ship(cfg: TrainConfig, config_path: str, branch: int, stem: str, dest: Path = SHIPPED_WEIGHTS_DIR,
+         val_root: str | None = None) -> Path:
+    """Copy branch ``branch`` of run ``cfg`` to ``dest/<stem>.safetensors`` with its card; returns the card path.
+
+    Raises ConfigError if the branch does not exist or has not finished training.
+    """
+    if not 0 <= branch < len(cfg.branches):
+        raise ConfigError(f"--branch {branch}: the run has branches 0..{len(cfg.branches) - 1}")
+    run = branch_dir(cfg, branch)
+    weights, log_path = run / "weights.safetensors", run / "log.jsonl"
+    history = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+    steps = cfg.branches[branch].steps
+    if not weights.exists() or not history or history[-1]["step"] < steps:
+        raise ConfigError(f"{run}: branch {branch} has not finished its {steps} steps; run `vsr-stream train` first")
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / f"{stem}.safetensors"
+    shutil.copyfile(weights, target)
+    scores = _scores(cfg.branches[branch].model, cfg.scale, target, val_root or cfg.val_root)
+    card = dest / f"{stem}.md"
+    card.write_text(render_card(cfg, config_path, branch, stem, target, history, scores), encoding="utf-8")
+    return card
+
+
+def _scores(model: str, scale: int, weights: Path, root: str | None) -> dict[str, dict[str, Any]]:
+    """Whole-image {set: {fp32: (psnr, ssim), bf16: (psnr, ssim)}} at the run's scale; {} without sr-val."""
+    from vsr_stream.quality.evaluate import evaluate_pairs, load_sr_val
+
+    if not root or not (Path(root) / "Set5").is_dir():
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for set_name in EVAL_SETS:
+        pairs = load_sr_val(root, set_name, scale)
+        row = {}
+        for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            net = build_model(model, scale, weights=weights).to(dtype)
+            r = evaluate_pairs(pairs, _whole_image(net, dtype), scale, set_name=set_name, method=label)
+            row[label] = (r.mean_psnr_db, r.mean_ssim)
+        out[set_name] = row
+    return out
+
+
+def _whole_image(net: torch.nn.Module, dtype: torch.dtype):
+    @torch.inference_mode()
+    def run(lr: np.ndarray) -> np.ndarray:
+        rgb = np.repeat(lr[:, :, None], 3, axis=2) if lr.ndim == 2 else lr
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(dtype) / 255
+        sr = net(x).float().clamp(0, 1).mul(255).round().byte()[0].permute(1, 2, 0).numpy()
+        return sr[:, :, 0].copy() if lr.ndim == 2 else sr
+    return run
+
+
+def render_card(cfg: TrainConfig, config_path: str, branch: int, stem: str, weights: Path,
+                history: list[dict[str, Any]], scores: dict[str, dict[str, Any]]) -> str:
+    b = cfg.branches[branch]
+    desc = get(b.model)
+    net = build_model(b.model, cfg.scale, weights=weights)
+    macs = macs_per_output_pixel(net, cfg.scale)
+    params = sum(p.numel() for p in net.parameters())
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    colour = ("luma (BT.601 Y) network; chroma is upscaled bicubically" if b.model.endswith("-y")
+              else "RGB network")
+    n_classes = len(cfg.branches)
+    last = history[-1]
+    classes = _class_text(cfg, branch)
+    lines = [
+        f"# {stem}", "",
+        f"`{weights.name}` — {desc.description}, ×{cfg.scale}; {colour}.", "",
+        "| | |", "|---|---|",
+        f"| model | `{b.model}` (registry name) |",
+        f"| scale | ×{cfg.scale} |",
+        f"| parameters | {params:,} |",
+        f"| multiply-adds per output pixel (whole frame) | {macs:,.0f} |",
+        f"| receptive radius (LR px) | {desc.receptive_radius_px} |",
+        f"| class | {classes} (branch {branch} of {n_classes}) |",
+        f"| sha256 | `{digest}` |", "",
+        "## Training", "",
+        f"- Run `{cfg.name}` from `{config_path}`: {last['step']:,} steps of Adam on L1 loss, learning rate "
+        f"{b.lr:g} with cosine decay to {cfg.lr_final_ratio:g}×, batch {cfg.batch} patches of "
+        f"{cfg.lr_patch_px} LR px ({cfg.lr_patch_px * cfg.scale} HR px), random flips and rotations"
+        + (f", started from `{b.init}`" if b.init else ", from random initialisation") + ".",
+        "- Data: " + ", ".join(f"`{d}`" for d in cfg.data) + "; LR made with MATLAB-style antialiased "
+        "bicubic (`vsr_stream.quality.imresize`). No validation or test image was trained on.",
+        f"- Wall time: {last['elapsed_s'] / 60:.1f} min on a 2-core CPU (no GPU).",
+        f"- Validation ({cfg.val_set}, whole images, Y-PSNR) during training: "
+        + ", ".join(f"{h['val_psnr_db']:.2f} dB at {h['step']:,}" for h in _thin(history)) + ".", "",
+        "## Quality (whole image, Y channel, standard protocol)", "",
+    ]
+    if scores:
+        lines += ["| set | fp32 PSNR / SSIM | bf16 PSNR / SSIM | bf16 cost |", "|---|---|---|---|"]
+        for set_name, row in scores.items():
+            (p32, s32), (p16, s16) = row["fp32"], row["bf16"]
+            lines.append(f"| {set_name} ×{cfg.scale} | {p32:.2f} / {s32:.4f} | {p16:.2f} / {s16:.4f} | "
+                         f"{p16 - p32:+.3f} dB |")
+        lines += ["", "bf16: weights, activations and the colour transform all in bfloat16 on the CPU.",
+                  "Through the tiled pipeline see `docs/quality.md` (tiling is seamless: the same numbers "
+                  "at the default tiling)."]
+    else:
+        lines.append("Not scored: the sr-val folder was not available when this card was written.")
+    lines += ["", "## Licence", "", LICENCE, "", "## Reproduce", "", "```",
+              f"vsr-stream train {config_path}",
+              f"vsr-stream ship {config_path} --branch {branch} --as {stem}", "```",
+              "Training is seeded, but thread scheduling makes runs differ slightly.", ""]
+    return "\n".join(lines)
+
+
+def _class_text(cfg: TrainConfig, branch: int) -> str:
+    runs = Path(cfg.out_dir) / cfg.name / "classes.json"
+    thresholds = json.loads(runs.read_text())["tvat_thresholds"] if runs.exists() else []
+    if not thresholds:
+        return "all tiles (one class)"
+    lo = f"{thresholds[branch - 1]:.0f}" if branch > 0 else "0"
+    hi = f"{thresholds[branch]:.0f}" if branch < len(thresholds) else "∞"
+    return f"TVAT in [{lo}, {hi})"
+
+
+def _thin(history: list[dict[str, Any]], keep: int = 6) -> list[dict[str, Any]]:
+    if len(history) <= keep:
+        return history
+    idx = np.unique(np.linspace(0, len(history) - 1, keep).round().astype(int))
+    return [history[i] for i in idx]
