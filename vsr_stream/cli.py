@@ -275,11 +275,17 @@ def ship(config: str, branch: int, stem: str, dest: str | None, val_root: str | 
               help="pipeline: the full tiled pipeline with --config; bicubic: MATLAB bicubic baseline.")
 @click.option("--config", "config", metavar="FILE|PRESET", help="Pipeline config (default: built-in defaults).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def evaluate(root: str, sets: tuple[str, ...], scale: str, method: str, config: str | None, as_json: bool) -> None:
+@click.option("--run", "train_run", metavar="TRAIN_CONFIG",
+              help="Instead: score a per-class training run's snapshots, routed together, at each validation step.")
+def evaluate(root: str, sets: tuple[str, ...], scale: str, method: str, config: str | None, as_json: bool,
+             train_run: str | None) -> None:
     """Y-PSNR / Y-SSIM of upscaled LR images against HR, by the standard SR protocol."""
     from vsr_stream.quality.evaluate import run_eval
 
     _setup_logging(0, True)
+    if train_run is not None:
+        _routed(train_run, root, config)
+        return
     try:
         results = run_eval(list(sets), int(scale), root, method, config=config)
     except (VsrError, OSError, KeyboardInterrupt) as e:
@@ -289,6 +295,18 @@ def evaluate(root: str, sets: tuple[str, ...], scale: str, method: str, config: 
     else:
         for r in results.values():
             click.echo(r.table())
+
+
+def _routed(train_run: str, root: str, config: str | None) -> None:
+    from vsr_stream.config import load_config, load_train_config
+    from vsr_stream.train.routed import routed_history
+
+    try:
+        tiling = load_config(config).tiling.model_dump() if config else None
+        history = routed_history(load_train_config(train_run), root, tiling)
+    except (VsrError, OSError, KeyboardInterrupt) as e:
+        _fail(e)
+    click.echo(json.dumps(history, indent=2))
 
 
 if __name__ == "__main__":

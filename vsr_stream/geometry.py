@@ -36,9 +36,13 @@ def axis_starts(dim: int, tile: int, stride: int) -> np.ndarray:
 def plan_tiles(h: int, w: int, tile_px: int, overlap_px: int, context_px: int) -> np.ndarray:
     """Tile plan of an ``h x w`` frame: int32 ``(n, 9)``, columns ``messages.GEOM_COLUMNS``.
 
-    Rows are in row-major order with ``tile_id = 0..n-1``. Cores have size
-    ``min(tile_px, dim)`` per axis, start at :func:`axis_starts` with stride
-    ``tile_px - overlap_px``, and together cover the frame. Windows have size
+    Rows are in row-major order with ``tile_id = 0..n-1``. Per axis, the tile count ``n`` is
+    what tiles of ``tile_px`` with stride ``tile_px - overlap_px`` need (:func:`axis_starts`),
+    and the cores are balanced to the same count: size ``ceil((dim + (n-1)*overlap_px) / n)``
+    (at most ``tile_px``; ``dim`` when one tile covers the axis), starting at :func:`axis_starts`
+    with stride ``core - overlap_px``, together covering the frame. So a frame a little larger
+    than a tile is cut into two smaller tiles rather than two full ones that overlap almost
+    entirely, and tiling costs less extra work. Windows have size
     ``min(core + 2*context_px, dim)`` per axis (identical for every tile) and start at
     ``clamp(core_start - context_px, 0, dim - window)``, so each lies inside the frame and
     contains its core. Raises :class:`ConfigError` unless ``h, w >= 1``, ``tile_px >= 1``,
@@ -59,9 +63,10 @@ def plan_tiles(h: int, w: int, tile_px: int, overlap_px: int, context_px: int) -
 
 def _axis_plan(dim: int, tile_px: int, overlap_px: int, context_px: int) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Core starts, window starts, core size and window size along one axis."""
-    core = min(tile_px, dim)
+    n = len(axis_starts(dim, tile_px, tile_px - overlap_px))
+    core = -(-(dim + (n - 1) * overlap_px) // n)  # the same n tiles, evenly sized (<= tile_px)
     window = min(core + 2 * context_px, dim)
-    starts = axis_starts(dim, tile_px, tile_px - overlap_px)
+    starts = axis_starts(dim, core, core - overlap_px) if n > 1 else np.zeros(1, dtype=np.int64)
     window_starts = np.clip(starts - context_px, 0, dim - window)
     return starts, window_starts, core, window
 

@@ -13,6 +13,22 @@ SIZES = [(1, 1), (1, 17), (17, 1), (2, 3), (7, 7), (31, 33), (32, 32), (48, 96),
 CONFIGS = [(32, 4, 8), (48, 8, 0), (7, 3, 5), (1, 0, 0), (5, 4, 2), (16, 0, 3)]
 
 
+def _balanced_core(dim: int, tile_px: int, overlap_px: int) -> int:
+    """The core size plan_tiles promises: n full tiles' count, evenly resized."""
+    n = len(axis_starts(dim, tile_px, tile_px - overlap_px))
+    return -(-(dim + (n - 1) * overlap_px) // n)
+
+
+def test_balanced_cores_by_hand():
+    # 72 px at tile 64 / overlap 4 needs two tiles: two of 38 px, not two of 64 overlapping by 56
+    c = _cols(plan_tiles(72, 64, 64, 4, 7))
+    assert sorted(set(c["y0"].tolist())) == [0, 34] and set(c["h"].tolist()) == {38}
+    assert set(c["wh"].tolist()) == {52} and set(c["w"].tolist()) == {64} and set(c["ww"].tolist()) == {64}
+    # 270 rows at tile 64: five tiles of 58 rows with stride 54
+    c = _cols(plan_tiles(270, 8, 64, 4, 7))
+    assert c["y0"].tolist() == [0, 54, 108, 162, 212] and set(c["h"].tolist()) == {58}
+
+
 def _cols(geom: np.ndarray) -> dict[str, np.ndarray]:
     return {name: geom[:, i] for i, name in enumerate(GEOM_COLUMNS)}
 
@@ -37,10 +53,14 @@ def test_plan_covers_every_pixel_and_stays_inside(h, w, tile_px, overlap_px, con
 @pytest.mark.parametrize("h, w", SIZES)
 def test_plan_shapes_order_and_edges(h, w, tile_px, overlap_px, context_px):
     c = _cols(plan_tiles(h, w, tile_px, overlap_px, context_px))
-    assert np.all(c["h"] == min(tile_px, h)) and np.all(c["w"] == min(tile_px, w))
-    assert np.all(c["wh"] == min(min(tile_px, h) + 2 * context_px, h))
-    assert np.all(c["ww"] == min(min(tile_px, w) + 2 * context_px, w))
+    core_h, core_w = _balanced_core(h, tile_px, overlap_px), _balanced_core(w, tile_px, overlap_px)
+    assert np.all(c["h"] == core_h) and np.all(c["w"] == core_w)
+    assert np.all(c["wh"] == min(core_h + 2 * context_px, h))
+    assert np.all(c["ww"] == min(core_w + 2 * context_px, w))
     assert (c["y0"] + c["h"]).max() == h and (c["x0"] + c["w"]).max() == w
+    # balancing keeps the tile count of full-size tiles
+    assert len(np.unique(c["y0"])) == len(axis_starts(h, tile_px, tile_px - overlap_px))
+    assert len(np.unique(c["x0"])) == len(axis_starts(w, tile_px, tile_px - overlap_px))
     order = np.lexsort((c["x0"], c["y0"]))
     assert np.array_equal(order, np.arange(len(order)))
 
