@@ -55,3 +55,25 @@ def test_grey_frames_count_like_rgb_and_measured_rates_are_positive():
     assert cost.tiles_per_class == (4, 0)
     assert cost.branch_macs_per_lr_px == (pytest.approx(cost.macs / (32 * 32)), 0.0)  # nearest is free
     assert cost.macs_per_hr_px > 0
+
+
+def test_self_ensemble_costs_eight_passes_and_runs_in_the_branch():
+    import torch
+
+    from vsr_stream.models.ensemble import with_self_ensemble
+    from vsr_stream.models.inference import BranchModel
+    from vsr_stream.quality.cost import branch_macs_per_lr_px
+
+    def cfg(ensemble: bool):
+        return load_config({"scale": 2, "upscale": {"allow_random_weights": True, "branches": [
+            {"model": "fsrcnn-ps-16", "self_ensemble": ensemble}]}})
+
+    [plain], [ensembled] = branch_macs_per_lr_px(cfg(False)), branch_macs_per_lr_px(cfg(True))
+    assert ensembled == pytest.approx(8 * plain)
+    torch.manual_seed(0)
+    branch = BranchModel(cfg(True).upscale.branches[0], 2, allow_random=True)
+    windows = np.random.default_rng(1).integers(0, 256, (2, 9, 13, 3), dtype=np.uint8)
+    x = torch.from_numpy(windows).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        expected = with_self_ensemble(branch.module.module)(x).clamp(0, 1).mul(255).round()
+    assert np.array_equal(branch.upscale(windows), expected.permute(0, 2, 3, 1).byte().numpy())

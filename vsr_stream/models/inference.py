@@ -32,6 +32,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def build_branch_module(branch: BranchConfig, scale: int, allow_random: bool) -> torch.nn.Module:
+    """The network a branch runs: its model and weights, inside a self-ensemble if configured."""
+    from vsr_stream.models import build_model
+    from vsr_stream.models.ensemble import with_self_ensemble
+
+    module = build_model(branch.model, scale, weights=branch.weights, allow_random=allow_random)
+    return with_self_ensemble(module) if branch.self_ensemble else module
+
+
 class BranchModel:
     """One branch's network on its device: ``upscale(windows)`` maps (N, h, w, 3) → (N, h*s, w*s, 3).
 
@@ -40,13 +49,11 @@ class BranchModel:
     """
 
     def __init__(self, branch: BranchConfig, scale: int, allow_random: bool) -> None:
-        from vsr_stream.models import build_model
-
         self.scale = scale
         self.device = resolve_device(branch.device)
         if branch.threads:
             torch.set_num_threads(branch.threads)
-        self.module = build_model(branch.model, scale, weights=branch.weights, allow_random=allow_random)
+        self.module = build_branch_module(branch, scale, allow_random)
         self.module.to(self.device)
 
     @torch.inference_mode()

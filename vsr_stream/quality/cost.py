@@ -57,12 +57,12 @@ class PipelineCost:
 
 def branch_macs_per_lr_px(cfg: PipelineConfig) -> tuple[float, ...]:
     """MACs per LR input pixel of each configured branch at ``cfg.scale``."""
-    from vsr_stream.models import build_model
+    from vsr_stream.models.inference import build_branch_module
     from vsr_stream.models.macs import macs_per_output_pixel
 
     rates = []
     for branch in cfg.upscale.branches:
-        net = build_model(branch.model, cfg.scale, weights=branch.weights, allow_random=True)
+        net = build_branch_module(branch, cfg.scale, allow_random=True)
         rates.append(macs_per_output_pixel(net, cfg.scale) * cfg.scale * cfg.scale)
     return tuple(rates)
 
