@@ -45,11 +45,16 @@ class Report:
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
+    def fp32_retries(self) -> int:
+        """Half-precision batches that gave NaN/Inf and were run again in fp32, over all branch workers."""
+        return sum(int(s.get("fp32_retries", 0)) for name, s in self.stages.items() if name.startswith("upscale"))
+
+    @property
     def fps(self) -> float:
         return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "fps": self.fps}
+        return {**asdict(self), "fps": self.fps, "fp32_retries": self.fp32_retries}
 
     def summary(self) -> str:
         total = sum(self.tiles_per_class) or 1
@@ -59,6 +64,8 @@ class Report:
             notes.append(f"{self.dropped_packets} passthrough packets NOT written (the output cannot hold them)")
         if self.resized_frames:
             notes.append(f"{self.resized_frames} frames resized to the first frame's size")
+        if self.fp32_retries:
+            notes.append(f"{self.fp32_retries} half-precision batches overflowed and were redone in fp32")
         return (f"{self.frames} frames ×{self.scale} in {self.elapsed_s:.2f} s ({self.fps:.2f} fps); "
                 f"tiles {shares}; {'; '.join(notes)}; output {self.output}")
 
@@ -79,6 +86,8 @@ def check_models(cfg: PipelineConfig) -> None:
             build_model(branch.model, cfg.scale, weights=branch.weights, allow_random=cfg.upscale.allow_random_weights)
         except (LookupError, ValueError) as e:
             raise ConfigError(f"upscale.branches.{k}: {e}") from e
+        if branch.precision != "fp32" and not get(branch.model).supports_half:
+            raise ConfigError(f"upscale.branches.{k}.precision: {branch.model} runs only in fp32")
         radius = get(branch.model).receptive_radius_px
         if cfg.tiling.context_px < radius:
             log.warning("tiling.context_px=%d is below %s's receptive radius %d px: tile seams may show",

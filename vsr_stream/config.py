@@ -86,6 +86,9 @@ class BranchConfig(_Section):
     max_batch: int = Field(64, ge=1, description="Most tiles per forward pass.")
     max_wait_ms: int = Field(5, ge=0, description="Longest time a tile waits for its batch to fill.")
     threads: int = Field(0, ge=0, description="Torch intra-op threads per worker; 0 keeps torch's default.")
+    precision: Literal["fp32", "fp16", "bf16"] = Field(
+        "fp32", description="Arithmetic of the network: fp32, or fp16/bf16 (half the memory traffic); a half-"
+        "precision batch whose output has NaN/Inf is run again in fp32 and counted.")
     self_ensemble: bool = Field(
         False, description="Average the 8 flips/rotations of each tile (EDSR's geometric self-ensemble): "
         "better quality for 8x the work.")

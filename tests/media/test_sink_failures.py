@@ -199,3 +199,25 @@ def test_writing_a_passthrough_packet_of_an_unknown_stream(tmp_path):
     with pytest.raises(SinkError, match="not a passthrough stream"):
         sink.write_packet(PacketItem(5, 0, 0, 1, Fraction(1, 1000), True, b"x"))
     sink.abort()
+
+
+def test_nvenc_takes_crf_as_constant_quality():
+    from vsr_stream.media.codecs import hardware_requirement, plan_encoder
+
+    plan = plan_encoder("mp4", EncodeConfig(codec="h264_nvenc", crf=21, preset="p5"), 8)
+    assert plan.codec == "h264_nvenc" and plan.pix_fmt == "yuv420p"
+    assert plan.options == {"cq": "21", "rc": "vbr", "b": "0", "preset": "p5"}
+    assert "NVIDIA" in hardware_requirement("hevc_nvenc") and hardware_requirement("libx264") is None
+
+
+def test_nvenc_without_a_gpu_says_what_it_needs_and_leaves_nothing(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: NVENC may well start")
+    out = tmp_path / "out.mp4"
+    sink = open_sink(str(out), EncodeConfig(codec="h264_nvenc"), _info(), 1)
+    with pytest.raises(SinkError, match=r"h264_nvenc needs an NVIDIA GPU"):
+        sink.write_frame(_frame(0))
+    sink.abort()
+    assert list(tmp_path.iterdir()) == []

@@ -1,5 +1,9 @@
 """Which video encoder, pixel format and options an output gets (policy only, no I/O).
 
+Hardware encoders (``h264_nvenc``, ``hevc_nvenc``, ...) are chosen with ``encode.codec``;
+``crf`` maps to NVENC's constant-quality ``cq``. Where the hardware is missing the encoder
+fails to start and the sink names what it needs.
+
 Lossless means bit-exact RGB: FFV1 in an RGB format (bgr0, or gbrp16le for 16-bit frames),
 or libx264rgb at qp 0 (8-bit only). Lossy defaults: libx264 (VP9 for webm), yuv420p for
 8-bit sources and yuv420p10le for deeper ones when the encoder has it.
@@ -79,9 +83,24 @@ def _default_pix_fmt(codec: str, formats: list[str], bit_depth: int) -> str:
     return "yuv420p" if not formats or "yuv420p" in formats else formats[0]
 
 
+_HARDWARE = {"_nvenc": "an NVIDIA GPU and its driver (NVENC)", "_qsv": "an Intel GPU with Quick Sync",
+             "_vaapi": "a VA-API device", "_amf": "an AMD GPU (AMF)", "_videotoolbox": "macOS VideoToolbox"}
+
+
+def hardware_requirement(codec: str) -> str | None:
+    """What a hardware encoder needs to start (None for software encoders)."""
+    return next((need for suffix, need in _HARDWARE.items() if codec.endswith(suffix)), None)
+
+
 def _rate_options(codec: str, cfg: EncodeConfig) -> dict[str, str]:
     options: dict[str, str] = {}
-    if cfg.crf is not None:
+    if cfg.crf is not None and codec.endswith("_nvenc"):
+        # NVENC has no crf: constant quality is cq under variable-bitrate rate control.
+        options["cq"] = str(cfg.crf)
+        if cfg.bitrate_kbps is None:
+            options["rc"] = "vbr"
+            options["b"] = "0"
+    elif cfg.crf is not None:
         options["crf"] = str(cfg.crf)
     if cfg.preset:
         options["preset"] = cfg.preset

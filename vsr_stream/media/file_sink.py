@@ -22,7 +22,7 @@ import numpy as np
 from vsr_stream.config import EncodeConfig
 from vsr_stream.errors import SinkError
 from vsr_stream.media import out_streams
-from vsr_stream.media.codecs import plan_encoder
+from vsr_stream.media.codecs import hardware_requirement, plan_encoder
 from vsr_stream.media.colour import RANGE_FULL, RGB_COLORSPACE
 from vsr_stream.media.frames import needs_even, pad_to, rgb_to_frame
 from vsr_stream.media.interleave import PacketQueue
@@ -97,7 +97,9 @@ class FileSink:
         except SinkError:
             raise
         except (av.error.FFmpegError, OSError) as e:
-            raise sink_error(e, f"{redact_url(str(self._final))}: {doing} failed: {error_text(e)}") from e
+            need = hardware_requirement(self._plan.codec) if getattr(self, "_plan", None) else None
+            hint = f" ({self._plan.codec} needs {need}; leave encode.codec unset for a software encoder)" if need else ""
+            raise sink_error(e, f"{redact_url(str(self._final))}: {doing} failed: {error_text(e)}{hint}") from e
 
     def write_frame(self, item: VideoFrameItem) -> None:
         """Encode one HR frame: (H, W, 3) RGB uint8/uint16, pts in ``item.time_base``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -11,6 +12,8 @@ from vsr_stream.config import BranchConfig
 from vsr_stream.errors import ConfigError, ModelInputError
 
 log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,8 +56,13 @@ class BranchModel:
         self.device = resolve_device(branch.device)
         if branch.threads:
             torch.set_num_threads(branch.threads)
-        self.module = build_branch_module(branch, scale, allow_random)
-        self.module.to(self.device)
+        module = build_branch_module(branch, scale, allow_random).to(self.device)
+        self.dtype = PRECISIONS[branch.precision]
+        # fp32 copy for retrying a half-precision batch that overflowed (None when already fp32)
+        self.fallback = copy.deepcopy(module) if self.dtype != torch.float32 else None
+        self.module = module.to(self.dtype)
+        self.fp32_retries = 0
+        self._pin = self.device.type == "cuda"
 
     @torch.inference_mode()
     def upscale(self, windows: np.ndarray) -> np.ndarray:
@@ -63,8 +71,28 @@ class BranchModel:
         peak = float(np.iinfo(windows.dtype).max)
         if not windows.flags.writeable:  # received zmq buffers are read-only; torch wants to own writable memory
             windows = windows.copy()
-        x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device).permute(0, 3, 1, 2).float() / peak
-        y = self.module(x).clamp_(0.0, 1.0).mul_(peak).round_()
+        host = torch.from_numpy(np.ascontiguousarray(windows))
+        if self._pin:  # page-locked staging so the upload can overlap other work
+            host = host.pin_memory()
+        x = host.to(self.device, non_blocking=self._pin).permute(0, 3, 1, 2).float().div_(peak)
+        y = self._forward(x).clamp_(0.0, 1.0).mul_(peak).round_()
         out_dtype = torch.uint8 if windows.dtype == np.uint8 else torch.int32
         hr = y.permute(0, 2, 3, 1).to(out_dtype).cpu().numpy()
         return hr.astype(windows.dtype, copy=False)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on float32 ``x`` in the branch's precision; float32 out.
+
+        A half-precision output holding NaN or Inf (overflow) is thrown away and the batch
+        run again in fp32; ``fp32_retries`` counts those batches (warned once).
+        """
+        if self.fallback is None:
+            return self.module(x)
+        y = self.module(x.to(self.dtype)).float()
+        if bool(torch.isfinite(y).all()):
+            return y
+        if not self.fp32_retries:
+            log.warning("a %s batch gave NaN/Inf; running it in fp32 (further retries are counted, not logged)",
+                        self.dtype)
+        self.fp32_retries += 1
+        return self.fallback(x)

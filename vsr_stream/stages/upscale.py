@@ -73,7 +73,9 @@ class UpscaleStage(Stage):
         return group, np.concatenate(hr) if len(hr) > 1 else hr[0]
 
     def stats(self) -> dict[str, Any]:
-        return {"cls": self.cls, "tiles": self.tiles, "batches": self.batches, "busy_s": self.busy_s}
+        retries = self.model.fp32_retries if self.model is not None else 0
+        return {"cls": self.cls, "tiles": self.tiles, "batches": self.batches, "busy_s": self.busy_s,
+                "fp32_retries": retries}
 
 
 def _by_shape(msgs: list[m.Message]) -> list[list[m.Message]]:

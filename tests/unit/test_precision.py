@@ -1,0 +1,54 @@
+"""Half-precision branches: output close to fp32, NaN/Inf batches redone in fp32 and counted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vsr_stream.config import BranchConfig
+from vsr_stream.models.inference import BranchModel
+
+
+def _windows(n=3, h=11, w=14, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_precision_is_close_to_fp32(precision):
+    torch.manual_seed(0)
+    fp32 = BranchModel(BranchConfig(model="fsrcnn-ps-36"), 2, allow_random=True)
+    torch.manual_seed(0)
+    half = BranchModel(BranchConfig(model="fsrcnn-ps-36", precision=precision), 2, allow_random=True)
+    assert next(half.module.parameters()).dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    a, b = fp32.upscale(_windows()), half.upscale(_windows())
+    assert a.shape == b.shape and a.dtype == b.dtype == np.uint8
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 3
+    assert half.fp32_retries == 0
+
+
+class _OverflowsInHalf(nn.Module):
+    """Upscales by repetition; gives Inf whenever it runs in half precision."""
+
+    def forward(self, x):
+        y = x.repeat_interleave(2, -1).repeat_interleave(2, -2)
+        return y * float("inf") if x.dtype != torch.float32 else y
+
+
+def test_overflowing_batches_are_redone_in_fp32_and_counted(caplog):
+    branch = BranchModel(BranchConfig(model="fsrcnn-ps-16", precision="bf16"), 2, allow_random=True)
+    branch.module, branch.fallback = _OverflowsInHalf(), _OverflowsInHalf()
+    windows = _windows()
+    with caplog.at_level("WARNING"):
+        out1 = branch.upscale(windows)
+        out2 = branch.upscale(windows)
+    expected = windows.repeat(2, axis=1).repeat(2, axis=2)
+    assert np.array_equal(out1, expected) and np.array_equal(out2, expected)
+    assert branch.fp32_retries == 2
+    assert sum("fp32" in r.message for r in caplog.records) == 1  # warned once, counted always
+
+
+def test_fp32_keeps_no_fallback_copy():
+    branch = BranchModel(BranchConfig(model="fsrcnn-ps-16"), 2, allow_random=True)
+    assert branch.fallback is None and branch.dtype == torch.float32
