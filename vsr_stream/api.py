@@ -18,6 +18,7 @@ from vsr_stream.media.sink import check_output
 from vsr_stream.media.source import open_source
 from vsr_stream.media.urls import redact_url
 from vsr_stream.models import build_model, get
+from vsr_stream.runtime.fused import run_fused
 from vsr_stream.runtime.graph import build_graph
 from vsr_stream.runtime.supervisor import Supervisor
 from vsr_stream.transport import make_endpoints
@@ -108,25 +109,34 @@ def upscale(input: str | os.PathLike[str], output: str | os.PathLike[str], *, sc
     check_output(dst, cfg.encode.overwrite)
     with open_source(src, cfg.decode) as probe:
         total = probe.info.video.frame_count
-    ep = make_endpoints(cfg.transport, cfg.n_classes)
-    for k, branch in enumerate(cfg.upscale.branches):
-        if branch.workers == 0:
-            log.warning("class %d has no built-in worker: waiting for `vsr-stream worker --connect %s --class %d`",
-                        k, ep.directory, k)
-    specs = build_graph(cfg, src, dst, ep)
     on_progress = None if progress is None else (lambda h: progress(h["frames"], total))
     t0 = time.monotonic()
     try:
-        stats = Supervisor(cfg, specs, ep, on_progress).run()
+        if cfg.transport.mode == "fused":
+            stats = run_fused(cfg, src, dst, on_progress)
+        else:
+            stats = _run_graph(cfg, src, dst, on_progress)
     except StageFailedError as e:
         typed = _TYPED.get(getattr(e, "error_type", ""))
         if typed is not None:
             raise typed(str(e)) from e
         raise
+    return _report(cfg, src, dst, stats, time.monotonic() - t0)
+
+
+def _run_graph(cfg: PipelineConfig, src: str, dst: str,
+               on_progress: Callable[[dict[str, Any]], None] | None) -> dict[str, dict[str, Any]]:
+    """The stages joined by ZeroMQ (inproc, ipc, tcp); each stage's stats by name."""
+    ep = make_endpoints(cfg.transport, cfg.n_classes)
+    for k, branch in enumerate(cfg.upscale.branches):
+        if branch.workers == 0:
+            log.warning("class %d has no built-in worker: waiting for `vsr-stream worker --connect %s --class %d`",
+                        k, ep.directory, k)
+    try:
+        return Supervisor(cfg, build_graph(cfg, src, dst, ep), ep, on_progress).run()
     finally:
         if ep.ipc_dir:
             shutil.rmtree(ep.ipc_dir, ignore_errors=True)
-    return _report(cfg, src, dst, stats, time.monotonic() - t0)
 
 
 def _report(cfg: PipelineConfig, src: str, dst: str, stats: dict[str, dict[str, Any]], elapsed: float) -> Report:

@@ -71,8 +71,9 @@ def _encode_overrides(codec, crf, bitrate, preset, pix_fmt, lossless, overwrite)
 @click.option("--pix-fmt", help="Output pixel format (e.g. yuv420p, yuv420p10le, yuv444p).")
 @click.option("--lossless", is_flag=True, help="Lossless output for measurement (ffv1 in mkv, libx264rgb qp 0 in mp4).")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
-@click.option("--transport", type=click.Choice(["inproc", "ipc", "tcp"]),
-              help="Where stages run: threads (inproc), processes (ipc), or processes on TCP ports (tcp).")
+@click.option("--transport", type=click.Choice(["inproc", "ipc", "tcp", "fused"]),
+              help="Where stages run: threads (inproc), processes (ipc), processes on TCP ports (tcp), or one loop "
+              "in one process with frames kept on the GPU between stages (fused).")
 @click.option("--port", type=int, help="tcp transport: directory port external workers connect to.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, errors only.")

@@ -36,6 +36,25 @@ class DecodeConfig(_Section):
         description="Treat any bitstream damage the decoder detects as an error "
         "(FFmpeg err_detect=explode) instead of concealing it.",
     )
+    max_frames: int | None = Field(None, ge=1, description="Stop after this many frames (None: the whole input).")
+    max_duration_s: float | None = Field(
+        None, gt=0, description="Stop once the input's own timeline has advanced this far, in seconds (None: no limit).")
+    rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP inputs: carry the media over TCP "
+                                                  "(interleaved, no loss) or UDP.")
+    open_timeout_ms: int = Field(5_000, ge=100, description="Network inputs: longest wait to connect and read "
+                                 "the stream's description.")
+    read_timeout_ms: int = Field(5_000, ge=100, description="Network inputs: longest wait for data once connected; "
+                                 "a longer silence counts as a stall and triggers a reconnect.")
+    reconnect_delay_ms: int = Field(500, ge=0, description="Live inputs: first wait before reconnecting; doubles "
+                                    "per failed attempt (with jitter) up to reconnect_delay_max_ms.")
+    reconnect_delay_max_ms: int = Field(10_000, ge=0, description="Live inputs: cap of the reconnect backoff.")
+    give_up_after_ms: int = Field(120_000, ge=0, description="Live inputs: fail (SourceError) when no frame has "
+                                  "arrived for this long despite reconnecting; 0 never reconnects.")
+    live_policy: Literal["drop_oldest", "block"] = Field(
+        "drop_oldest", description="Live inputs when upscaling is slower than the stream: drop_oldest drops frames "
+        "at ingest (oldest first, each counted) to keep latency_budget_ms; block drops nothing and falls behind.")
+    latency_budget_ms: int = Field(1_000, ge=1, description="Live inputs with drop_oldest: longest time a frame "
+                                   "may wait at ingest before it is dropped.")
 
 
 class TilingConfig(_Section):
@@ -130,8 +149,10 @@ class EncodeConfig(_Section):
 
 
 class TransportConfig(_Section):
-    mode: Literal["inproc", "ipc", "tcp"] = Field(
-        "inproc", description="inproc: stages as threads; ipc: stages as processes; tcp: processes on TCP ports."
+    mode: Literal["inproc", "ipc", "tcp", "fused"] = Field(
+        "inproc", description="inproc: stages as threads; ipc: stages as processes; tcp: processes on TCP ports; "
+        "fused: one loop in the calling thread, no sockets, each frame kept on the branches' GPU (CuPy) "
+        "from upload to encode when they share one CUDA device."
     )
     host: str = Field("127.0.0.1", description="Interface the tcp mode binds on.")
     port: int = Field(

@@ -9,25 +9,56 @@ Binds: classify_in (PULL), tiles<k> (PUSH fan-out). Connects: stitch_in. Queue p
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from typing import Any, Iterator
 
 import numpy as np
 
 from vsr_stream import messages as m
-from vsr_stream.config import PipelineConfig
+from vsr_stream.config import BranchConfig, ClassifyConfig, PipelineConfig, TilingConfig
 from vsr_stream.errors import ProtocolError
 from vsr_stream.geometry import plan_tiles
+from vsr_stream.ops import array_module
 from vsr_stream.ops.tvat import classify, tile_tvat, vsp
 from vsr_stream.stage import Out, Stage
 
 
-def cut_windows(frame: np.ndarray, geom: np.ndarray) -> np.ndarray:
-    """(n, wh, ww, C) stack of the LR windows of ``geom`` rows (all windows of a frame share a shape)."""
+@lru_cache(maxsize=16)
+def tile_plan(h: int, w: int, tiling: TilingConfig) -> np.ndarray:
+    """:func:`~vsr_stream.geometry.plan_tiles` of an ``h x w`` frame, cached per size, read-only."""
+    geom = plan_tiles(h, w, tiling.tile_px, tiling.overlap_px, tiling.context_px)
+    geom.flags.writeable = False  # shared by every frame of this size
+    return geom
+
+
+def tile_classes(frame: Any, geom: np.ndarray, cfg: ClassifyConfig) -> Any:
+    """Class of every tile of ``geom``: int8 ``(n,)`` on ``frame``'s device; all zeros for a single class."""
+    if not cfg.tvat_thresholds:
+        return array_module(frame).zeros(len(geom), dtype=np.int8)
+    return classify(tile_tvat(vsp(frame), geom, cfg.vsp_threshold), cfg.tvat_thresholds)
+
+
+def batches_by_class(geom: np.ndarray, classes: np.ndarray,
+                     branches: list[BranchConfig]) -> Iterator[tuple[int, np.ndarray]]:
+    """``(k, rows)``: the ``geom`` rows of class k (host ``classes``), in row order, in chunks of at
+    most ``branches[k].max_batch``; class by class. A class without tiles yields nothing."""
+    for k, branch in enumerate(branches):
+        rows = geom[classes == k]
+        for start in range(0, len(rows), branch.max_batch):
+            yield k, rows[start:start + branch.max_batch]
+
+
+def cut_windows(frame: Any, geom: np.ndarray) -> Any:
+    """(n, wh, ww, C) stack of the LR windows of ``geom`` rows (n >= 1; all windows of a frame
+    share a shape), on ``frame``'s device: one gather from a strided view of every window
+    position, so there is no copy per tile on the host or the GPU."""
+    xp = array_module(frame)
     wh, ww = int(geom[0, 7]), int(geom[0, 8])
-    out = np.empty((len(geom), wh, ww, frame.shape[2]), dtype=frame.dtype)
-    for i, (wy0, wx0) in enumerate(geom[:, 5:7]):
-        out[i] = frame[wy0:wy0 + wh, wx0:wx0 + ww]
-    return out
+    h, w, channels = frame.shape
+    sy, sx, sc = frame.strides
+    shape = (h - wh + 1, w - ww + 1, wh, ww, channels)  # positions[y, x] is the window at (y, x)
+    positions = xp.lib.stride_tricks.as_strided(frame, shape, (sy, sx, sy, sx, sc))
+    return positions[xp.asarray(geom[:, 5]), xp.asarray(geom[:, 6])]
 
 
 class ClassifyStage(Stage):
@@ -38,7 +69,6 @@ class ClassifyStage(Stage):
         self.frames = 0
         self.tiles_per_class = [0] * cfg.n_classes
         self.busy_s = 0.0
-        self._geom_cache: dict[tuple[int, int], np.ndarray] = {}
 
     def process(self, msg: m.Message) -> Iterator[Out]:
         if msg.kind != m.FRAME:
@@ -48,8 +78,8 @@ class ClassifyStage(Stage):
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise ProtocolError(f"classify expects (H, W, 3) frames, got shape {frame.shape}")
         h, w = frame.shape[:2]
-        geom = self._geometry(h, w)
-        classes = self.classes(frame, geom)
+        geom = tile_plan(h, w, self.cfg.tiling)
+        classes = tile_classes(frame, geom, self.cfg.classify)
         self.frames += 1
         header = {k: msg.header[k] for k in ("index", "pts", "time_base", "duration", "name")}
         plan = {**header, "h": h, "w": w, "n_tiles": len(geom), "dtype": frame.dtype.name}
@@ -58,26 +88,10 @@ class ClassifyStage(Stage):
         self.busy_s += time.perf_counter() - t0
         yield from outs
 
-    def classes(self, frame: np.ndarray, geom: np.ndarray) -> np.ndarray:
-        """Class of every tile (int8); all zeros when there is a single class."""
-        thresholds = self.cfg.classify.tvat_thresholds
-        if not thresholds:
-            return np.zeros(len(geom), dtype=np.int8)
-        return classify(tile_tvat(vsp(frame), geom, self.cfg.classify.vsp_threshold), thresholds)
-
-    def _geometry(self, h: int, w: int) -> np.ndarray:
-        if (h, w) not in self._geom_cache:
-            t = self.cfg.tiling
-            self._geom_cache[(h, w)] = plan_tiles(h, w, t.tile_px, t.overlap_px, t.context_px)
-        return self._geom_cache[(h, w)]
-
     def _tiles(self, frame: np.ndarray, geom: np.ndarray, classes: np.ndarray, index: int) -> Iterator[Out]:
-        for k, branch in enumerate(self.cfg.upscale.branches):
-            rows = geom[classes == k]
+        for k, rows in batches_by_class(geom, classes, self.cfg.upscale.branches):
             self.tiles_per_class[k] += len(rows)
-            for start in range(0, len(rows), branch.max_batch):
-                chunk = rows[start:start + branch.max_batch]
-                yield f"tiles{k}", m.Message(m.TILES, {"index": index, "cls": k}, [chunk, cut_windows(frame, chunk)])
+            yield f"tiles{k}", m.Message(m.TILES, {"index": index, "cls": k}, [rows, cut_windows(frame, rows)])
 
     def on_eos(self, msg: m.Message) -> None:
         if msg["count"] != self.frames:

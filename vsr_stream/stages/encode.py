@@ -20,6 +20,24 @@ from vsr_stream.stage import Out, Stage
 from vsr_stream.stages.frames import frame_item, packet_item
 
 
+def finish_sink(sink: Sink, ok: bool) -> None:
+    """Publish the output after a clean run (``close``); otherwise, or if closing fails, remove
+    it (``abort``) so no partial output is left. Re-raises the close failure (a SinkError)."""
+    if not ok:
+        sink.abort()
+        return
+    try:
+        sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+
+
+def sink_counters(sink: Sink) -> dict[str, int]:
+    """What the sink wrote and left out: the encode stats the run report is made from."""
+    return {k: getattr(sink, k) for k in ("frames_written", "packets_written", "packets_dropped", "resized_frames")}
+
+
 class EncodeStage(Stage):
     name = "encode"
     eos_expected = 2
@@ -87,21 +105,11 @@ class EncodeStage(Stage):
         return iter(())
 
     def teardown(self, ok: bool) -> None:
-        if self.sink is None:
-            return
-        if not ok:
-            self.sink.abort()
-            return
-        try:
+        if self.sink is not None:
             t0 = time.perf_counter()
-            self.sink.close()
+            finish_sink(self.sink, ok)
             self.busy_s += time.perf_counter() - t0
-        except BaseException:
-            self.sink.abort()
-            raise
 
     def stats(self) -> dict[str, Any]:
-        sink = self.sink
-        counters = ("frames_written", "packets_written", "packets_dropped", "resized_frames")
-        extra = {k: getattr(sink, k) for k in counters} if sink is not None else {}
+        extra = sink_counters(self.sink) if self.sink is not None else {}
         return {"frames": self.frames, "packets": self.packets, "busy_s": self.busy_s, **extra}

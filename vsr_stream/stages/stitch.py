@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Iterator
 
 import numpy as np
@@ -19,6 +20,19 @@ from vsr_stream.config import PipelineConfig
 from vsr_stream.errors import ProtocolError
 from vsr_stream.ops.blend import accumulate_tiles, normalize
 from vsr_stream.stage import Out, Stage
+
+
+def feather_ramp_px(cfg: PipelineConfig) -> int:
+    """Width of the blending ramp at tile edges in HR pixels: ``stitch.feather_px`` (default
+    ``tiling.overlap_px``) LR pixels times the scale."""
+    feather = cfg.stitch.feather_px if cfg.stitch.feather_px is not None else cfg.tiling.overlap_px
+    return feather * cfg.scale
+
+
+def hr_canvas(h: int, w: int, scale: int, xp: ModuleType = np) -> tuple[Any, Any]:
+    """Empty accumulators of the HR frame of an ``h x w`` LR frame, in ``xp``'s memory: float32
+    ``acc (h*s, w*s, 3)`` and ``wsum (h*s, w*s)`` for :func:`~vsr_stream.ops.blend.accumulate_tiles`."""
+    return xp.zeros((h * scale, w * scale, 3), xp.float32), xp.zeros((h * scale, w * scale), xp.float32)
 
 
 @dataclass
@@ -34,8 +48,7 @@ class StitchStage(Stage):
 
     def __init__(self, cfg: PipelineConfig) -> None:
         self.scale = cfg.scale
-        feather = cfg.stitch.feather_px if cfg.stitch.feather_px is not None else cfg.tiling.overlap_px
-        self.ramp_px = feather * cfg.scale
+        self.ramp_px = feather_ramp_px(cfg)
         self.canvases: dict[int, _Canvas] = {}
         self.early: dict[int, list[m.Message]] = {}
         self.done: dict[int, m.Message] = {}
@@ -60,10 +73,8 @@ class StitchStage(Stage):
         index = msg["index"]
         if index in self.canvases or index in self.done or index < self.next_index:
             raise ProtocolError(f"stitch: frame {index} planned twice")
-        hr_h, hr_w = msg["h"] * self.scale, msg["w"] * self.scale
         self.plans += 1
-        self.canvases[index] = _Canvas(msg, np.zeros((hr_h, hr_w, 3), np.float32),
-                                       np.zeros((hr_h, hr_w), np.float32), msg["n_tiles"])
+        self.canvases[index] = _Canvas(msg, *hr_canvas(msg["h"], msg["w"], self.scale), msg["n_tiles"])
         for early in self.early.pop(index, []):
             self._result(early)
 

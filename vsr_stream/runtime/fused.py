@@ -1,0 +1,197 @@
+"""Fused mode (``transport.mode = "fused"``): the five stages as one loop in the calling thread.
+
+No sockets: per frame, decode → classify → upscale → stitch → encode run back to back. The LR
+frame is uploaded once (``xp.asarray``); its TVAT classes, tile windows, upscaled windows and the
+blended HR frame stay in ``xp``'s memory (CuPy on the branches' CUDA device, else NumPy), each
+branch network gets its windows as a torch view of that memory (DLPack / ``torch.from_numpy``,
+no copy), and only the finished frame is downloaded, into the sink the encode stage uses. Every
+step is the stage modules' own function, so the output is the staged pipeline's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import replace
+from types import ModuleType
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from vsr_stream.config import BranchConfig, PipelineConfig
+from vsr_stream.errors import ProtocolError, StageFailedError
+from vsr_stream.media.items import PacketItem, VideoFrameItem
+from vsr_stream.media.sink import Sink, open_sink
+from vsr_stream.media.source import Source, open_source
+from vsr_stream.models.inference import BranchModel
+from vsr_stream.ops.blend import accumulate_tiles, normalize
+from vsr_stream.stages.classify import batches_by_class, cut_windows, tile_classes, tile_plan
+from vsr_stream.stages.encode import finish_sink, sink_counters
+from vsr_stream.stages.stitch import feather_ramp_px, hr_canvas
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[dict[str, Any]], None]  # called with {"frames": n}, like the supervisor's PROGRESS
+
+
+def run_fused(cfg: PipelineConfig, source_url: str, output: str, progress: ProgressFn | None = None,
+              xp: ModuleType | None = None) -> dict[str, dict[str, Any]]:
+    """Upscale ``source_url`` into ``output`` in this thread; returns per-stage stats keyed like
+    the supervisor's (decode, classify, upscale<k>, stitch, encode).
+
+    ``xp`` forces the array module (tests pass an emulated CuPy); None picks it with
+    :func:`choose_array_module`. A failure is raised as the staged modes report it: a
+    StageFailedError naming the step, with the original's class name in ``error_type`` (the
+    API turns SourceError, SinkError and ConfigError back into their own types). After any
+    failure, KeyboardInterrupt included, the output is removed.
+    """
+    loop = FusedLoop(cfg)
+    try:
+        loop.setup(xp)
+        loop.run(source_url, output, progress)
+    except Exception as e:  # the one place a step's failure is caught: reported as a stage's would be
+        failed = StageFailedError(loop.step, str(e) or type(e).__name__)
+        failed.error_type = type(e).__name__
+        raise failed from e
+    return loop.stats()
+
+
+def choose_array_module(branches: list[BranchConfig], devices: list[torch.device]) -> ModuleType:
+    """CuPy when every branch runs (``devices``) on one CUDA device that CuPy can use, made CuPy's
+    current device; else NumPy, saying why in one warning if a branch asked for CUDA."""
+    why = _why_not_cupy(set(devices))
+    if why is None:
+        import cupy
+
+        cupy.cuda.Device(devices[0].index).use()
+        log.info("fused mode: frames stay on %s (CuPy)", devices[0])
+        return cupy
+    if any(torch.device(b.device).type == "cuda" for b in branches):
+        log.warning("fused mode: frames are processed in host memory (NumPy): %s", why)
+    return np
+
+
+def _why_not_cupy(devices: set[torch.device]) -> str | None:
+    if len(devices) != 1 or next(iter(devices)).type != "cuda":
+        return f"the branches run on {', '.join(sorted(map(str, devices)))}, not on one CUDA device"
+    try:
+        import cupy
+    except ImportError as e:
+        return f"CuPy is not importable ({e}); install vsr-stream[gpu]"
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as e:
+        return f"CuPy cannot use CUDA ({e})"
+    return None
+
+
+class FusedLoop:
+    """One fused run: the branch models, the array module, and what the stages would count."""
+
+    def __init__(self, cfg: PipelineConfig) -> None:
+        self.cfg = cfg
+        self.step = "setup"  # the step running now: a failure is reported as this stage's
+        self.models: list[BranchModel] = []
+        self.xp: ModuleType = np
+        self.ramp_px = feather_ramp_px(cfg)
+        self.frames = self.packets = 0
+        self.tiles = [0] * cfg.n_classes
+        self.batches = [0] * cfg.n_classes
+        self.busy_s: dict[str, float] = defaultdict(float)
+        self.written: dict[str, int] = {}
+
+    def setup(self, xp: ModuleType | None = None) -> None:
+        branches = self.cfg.upscale.branches
+        self.models = [BranchModel(b, self.cfg.scale, self.cfg.upscale.allow_random_weights) for b in branches]
+        self.xp = xp or choose_array_module(branches, [m.device for m in self.models])
+
+    def run(self, source_url: str, output: str, progress: ProgressFn | None) -> None:
+        self.step = "decode"
+        with open_source(source_url, self.cfg.decode) as source:
+            self.step = "encode"
+            sink = open_sink(output, self.cfg.encode, source.info, self.cfg.scale)
+            try:
+                self._pump(source, sink, progress)
+            except BaseException:
+                finish_sink(sink, ok=False)
+                raise
+            with self._timed("encode"):
+                finish_sink(sink, ok=True)
+            self.written = sink_counters(sink)
+
+    def _pump(self, source: Source, sink: Sink, progress: ProgressFn | None) -> None:
+        for item in self._items(source):
+            if isinstance(item, PacketItem):
+                with self._timed("encode"):
+                    sink.write_packet(item)
+                self.packets += 1
+                continue
+            self._frame(item, sink)
+            if progress is not None:
+                progress({"frames": self.frames})
+        if sink.frames_written != self.frames:
+            raise ProtocolError(f"encode: {self.frames} frames decoded, the output took {sink.frames_written}")
+
+    def _items(self, source: Source) -> Iterator[VideoFrameItem | PacketItem]:
+        items = source.items()
+        while True:
+            with self._timed("decode"):
+                item = next(items, None)
+            if item is None:
+                return
+            yield item
+
+    def _frame(self, item: VideoFrameItem, sink: Sink) -> None:
+        xp, scale = self.xp, self.cfg.scale
+        with self._timed("classify"):
+            frame = xp.asarray(item.array)  # the frame's one upload (NumPy: no copy)
+            h, w = frame.shape[:2]
+            geom = tile_plan(h, w, self.cfg.tiling)
+            classes = _to_host(tile_classes(frame, geom, self.cfg.classify), xp)  # a byte per tile
+            acc, wsum = hr_canvas(h, w, scale, xp)
+        for k, rows in batches_by_class(geom, classes, self.cfg.upscale.branches):
+            with self._timed(f"upscale{k}"):
+                hr = self._upscale(k, cut_windows(frame, rows))
+            with self._timed("stitch"):
+                accumulate_tiles(acc, wsum, hr, rows, scale, self.ramp_px)
+        with self._timed("stitch"):
+            out = normalize(acc, wsum, frame.dtype)
+        with self._timed("encode"):
+            sink.write_frame(replace(item, array=_to_host(out, xp)))  # the frame's one download
+        self.frames += 1
+
+    def _upscale(self, k: int, windows: Any) -> Any:
+        """Class ``k``'s network on ``windows`` (xp, NHWC); the HR windows in xp's memory."""
+        model = self.models[k]
+        x = torch.from_numpy(windows) if self.xp is np else torch.from_dlpack(windows)
+        y = model.upscale_tensor(x.to(model.device))  # .to: a no-op unless a branch sits elsewhere
+        self.tiles[k] += len(windows)
+        self.batches[k] += 1
+        return y.cpu().numpy() if self.xp is np else self.xp.from_dlpack(y)
+
+    @contextmanager
+    def _timed(self, step: str) -> Iterator[None]:
+        self.step = step
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.busy_s[step] += time.perf_counter() - t0
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        busy = self.busy_s
+        upscale = {f"upscale{k}": {"cls": k, "tiles": self.tiles[k], "batches": self.batches[k],
+                                   "busy_s": busy[f"upscale{k}"], "fp32_retries": m.fp32_retries}
+                   for k, m in enumerate(self.models)}
+        return {"decode": {"frames": self.frames, "packets": self.packets, "busy_s": busy["decode"]},
+                "classify": {"frames": self.frames, "tiles_per_class": list(self.tiles), "busy_s": busy["classify"]},
+                **upscale,
+                "stitch": {"frames": self.frames, "busy_s": busy["stitch"]},
+                "encode": {"frames": self.frames, "packets": self.packets, "busy_s": busy["encode"], **self.written}}
+
+
+def _to_host(a: Any, xp: ModuleType) -> np.ndarray:
+    return a if xp is np else xp.asnumpy(a)
