@@ -16,7 +16,7 @@ from vsr_stream.config import PipelineConfig, deep_merge, load_config
 from vsr_stream.errors import ConfigError, SinkError, SourceError, StageFailedError
 from vsr_stream.media.sink import check_output
 from vsr_stream.media.source import open_source
-from vsr_stream.media.urls import redact_url
+from vsr_stream.media.urls import is_live_url, redact_url
 from vsr_stream.models import build_model, get
 from vsr_stream.runtime.fused import run_fused
 from vsr_stream.runtime.graph import build_graph
@@ -26,6 +26,7 @@ from vsr_stream.transport import make_endpoints
 log = logging.getLogger(__name__)
 
 ConfigLike = str | os.PathLike[str] | dict[str, Any] | PipelineConfig | None
+LIVE_PRESET = "live"  # the config of live inputs when none is given (configs/live.toml)
 _TYPED = {"SourceError": SourceError, "SinkError": SinkError, "ConfigError": ConfigError}
 
 
@@ -44,6 +45,10 @@ class Report:
     elapsed_s: float
     transport: str
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    latency_median_ms: float | None = None  # ingest (decode) to encode, per frame
+    latency_p95_ms: float | None = None
+    ingest_drops: int = 0  # live input: frames dropped at ingest to keep the latency budget
+    reconnects: int = 0  # live input: connections re-established after a stall, error or end
 
     @property
     def fp32_retries(self) -> int:
@@ -65,6 +70,12 @@ class Report:
             notes.append(f"{self.dropped_packets} passthrough packets NOT written (the output cannot hold them)")
         if self.resized_frames:
             notes.append(f"{self.resized_frames} frames resized to the first frame's size")
+        if self.reconnects:
+            notes.append(f"{self.reconnects} reconnect(s) to the input")
+        if self.ingest_drops:
+            notes.append(f"{self.ingest_drops} frames dropped at ingest (upscaling was slower than the stream)")
+        if self.latency_median_ms is not None:
+            notes.append(f"latency median {self.latency_median_ms:.0f} ms, p95 {self.latency_p95_ms:.0f} ms")
         if self.fp32_retries:
             notes.append(f"{self.fp32_retries} half-precision batches overflowed and were redone in fp32")
         return (f"{self.frames} frames ×{self.scale} in {self.elapsed_s:.2f} s ({self.fps:.2f} fps); "
@@ -98,24 +109,36 @@ def check_models(cfg: PipelineConfig) -> None:
 def upscale(input: str | os.PathLike[str], output: str | os.PathLike[str], *, scale: int | None = None,
             config: ConfigLike = None, overrides: dict[str, Any] | None = None,
             progress: Callable[[int, int | None], None] | None = None) -> Report:
-    """Upscale a video, image, image sequence or image folder into ``output``.
+    """Upscale a video, image, image sequence, image folder or live stream into ``output``.
 
     ``progress(frames_done, frames_total_or_None)`` is called as frames are written.
     Raises ConfigError (bad config), SourceError (bad input), SinkError (bad output),
     StageFailedError (a stage failed), Cancelled (stopped); no partial output is left.
+
+    A live input (``rtsp://``, ... see :func:`~vsr_stream.media.urls.is_live_url`) uses the
+    ``live`` preset unless ``config`` is given, runs until it ends or a decode limit
+    (``max_frames``, ``max_duration_s``) is reached, and is written in place to .mkv/.ts or
+    published to ``rtsp://``; KeyboardInterrupt (Ctrl-C, SIGTERM in the CLI) drains the pipeline
+    and returns the report of what was written (a second one abandons the drain).
     """
     src, dst = os.fspath(input), os.fspath(output)
-    cfg = resolve_config(config, scale, overrides)
-    check_output(dst, cfg.encode.overwrite)
-    with open_source(src, cfg.decode) as probe:
-        total = probe.info.video.frame_count
+    live = is_live_url(src)
+    cfg = resolve_config(LIVE_PRESET if config is None and live else config, scale, overrides)
+    check_output(dst, cfg.encode.overwrite, live)
+    if live and cfg.transport.mode == "fused":
+        raise ConfigError("transport.mode: live inputs need a staged transport (inproc, ipc or tcp), not fused")
+    if live:
+        total = cfg.decode.max_frames  # no probe: the decode stage's connection is the only one
+    else:
+        with open_source(src, cfg.decode) as probe:
+            total = probe.info.video.frame_count
     on_progress = None if progress is None else (lambda h: progress(h["frames"], total))
     t0 = time.monotonic()
     try:
         if cfg.transport.mode == "fused":
             stats = run_fused(cfg, src, dst, on_progress)
         else:
-            stats = _run_graph(cfg, src, dst, on_progress)
+            stats = _run_graph(cfg, src, dst, on_progress, drain_on_interrupt=live)
     except StageFailedError as e:
         typed = _TYPED.get(getattr(e, "error_type", ""))
         if typed is not None:
@@ -124,8 +147,8 @@ def upscale(input: str | os.PathLike[str], output: str | os.PathLike[str], *, sc
     return _report(cfg, src, dst, stats, time.monotonic() - t0)
 
 
-def _run_graph(cfg: PipelineConfig, src: str, dst: str,
-               on_progress: Callable[[dict[str, Any]], None] | None) -> dict[str, dict[str, Any]]:
+def _run_graph(cfg: PipelineConfig, src: str, dst: str, on_progress: Callable[[dict[str, Any]], None] | None,
+               drain_on_interrupt: bool = False) -> dict[str, dict[str, Any]]:
     """The stages joined by ZeroMQ (inproc, ipc, tcp); each stage's stats by name."""
     ep = make_endpoints(cfg.transport, cfg.n_classes)
     for k, branch in enumerate(cfg.upscale.branches):
@@ -133,7 +156,7 @@ def _run_graph(cfg: PipelineConfig, src: str, dst: str,
             log.warning("class %d has no built-in worker: waiting for `vsr-stream worker --connect %s --class %d`",
                         k, ep.directory, k)
     try:
-        return Supervisor(cfg, build_graph(cfg, src, dst, ep), ep, on_progress).run()
+        return Supervisor(cfg, build_graph(cfg, src, dst, ep), ep, on_progress, drain_on_interrupt).run()
     finally:
         if ep.ipc_dir:
             shutil.rmtree(ep.ipc_dir, ignore_errors=True)
@@ -145,4 +168,8 @@ def _report(cfg: PipelineConfig, src: str, dst: str, stats: dict[str, dict[str, 
                   passthrough_packets=stats["encode"]["packets_written"],
                   dropped_packets=stats["encode"]["packets_dropped"],
                   resized_frames=stats["encode"]["resized_frames"], elapsed_s=elapsed,
-                  transport=cfg.transport.mode, stages=stats)
+                  transport=cfg.transport.mode, stages=stats,
+                  latency_median_ms=stats["encode"].get("latency_median_ms"),
+                  latency_p95_ms=stats["encode"].get("latency_p95_ms"),
+                  ingest_drops=stats.get("decode", {}).get("ingest_drops", 0),
+                  reconnects=stats.get("decode", {}).get("reconnects", 0))

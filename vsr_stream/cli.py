@@ -31,7 +31,8 @@ def _terminate_as_interrupt(signum: int, frame: Any) -> None:
 
 def _fail(e: BaseException) -> None:
     if isinstance(e, KeyboardInterrupt):
-        click.echo(f"error: interrupted ({e or 'Ctrl-C'}); the pipeline was stopped and no output was kept", err=True)
+        click.echo(f"error: interrupted ({e or 'Ctrl-C'}); the pipeline was stopped "
+                   "(a file output was not kept; a live recording keeps what was written)", err=True)
         sys.exit(130)
     click.echo(f"error: {e}", err=True)
     sys.exit(130 if isinstance(e, Cancelled) else 2 if isinstance(e, ConfigError) else 1)
@@ -75,17 +76,26 @@ def _encode_overrides(codec, crf, bitrate, preset, pix_fmt, lossless, overwrite)
               help="Where stages run: threads (inproc), processes (ipc), processes on TCP ports (tcp), or one loop "
               "in one process with frames kept on the GPU between stages (fused).")
 @click.option("--port", type=int, help="tcp transport: directory port external workers connect to.")
+@click.option("--frames", "max_frames", type=click.IntRange(min=1), help="Stop after N frames.")
+@click.option("--duration", "max_duration_s", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Stop after SECONDS of the input's timeline.")
+@click.option("--no-drop", is_flag=True,
+              help="Live input: never drop frames; block and fall behind when upscaling is slower than the stream.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, errors only.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def upscale(input: str, output: str, scale: str | None, config: str | None, codec, crf, bitrate, enc_preset,
-            pix_fmt, lossless, overwrite, transport, port, as_json, quiet, verbose) -> None:
+            pix_fmt, lossless, overwrite, transport, port, max_frames, max_duration_s, no_drop, as_json, quiet,
+            verbose) -> None:
     """Upscale INPUT into OUTPUT.
 
-    INPUT is a video file, an image, a folder of images, or an image sequence
-    ('frames/*.png', 'img_%04d.png'). OUTPUT is a video file (container from the
-    extension; written under a temporary name and renamed on success) or a folder
-    (ending in '/') of PNGs.
+    INPUT is a video file, an image, a folder of images, an image sequence
+    ('frames/*.png', 'img_%04d.png') or a live stream (rtsp://user:pass@host/path: reconnects,
+    drops frames at ingest to keep latency bounded; the 'live' preset by default). OUTPUT is a
+    video file (container from the extension; written under a temporary name and renamed on
+    success; a live recording is written in place as .mkv or .ts and kept), an rtsp:// URL to
+    publish to, or a folder (ending in '/') of PNGs. Ctrl-C or SIGTERM on a live input ends it
+    and finalises the output.
     """
     from vsr_stream import api
 
@@ -94,6 +104,9 @@ def upscale(input: str, output: str, scale: str | None, config: str | None, code
     overrides = _encode_overrides(codec, crf, bitrate, enc_preset, pix_fmt, lossless, overwrite)
     if transport or port is not None:
         overrides["transport"] = {k: v for k, v in {"mode": transport, "port": port}.items() if v is not None}
+    decode = {"max_frames": max_frames, "max_duration_s": max_duration_s, "live_policy": "block" if no_drop else None}
+    if any(v is not None for v in decode.values()):
+        overrides["decode"] = {k: v for k, v in decode.items() if v is not None}
     bar = None if quiet else _progress_bar()
     try:
         report = api.upscale(input, output, scale=int(scale) if scale else None, config=config,

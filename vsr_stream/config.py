@@ -140,6 +140,8 @@ class EncodeConfig(_Section):
     pix_fmt: str | None = Field(None, description="Output pixel format; None keeps the input's family.")
     lossless: bool = Field(False, description="Mathematically lossless output for measurement (ffv1 or libx264rgb qp 0).")
     overwrite: bool = Field(False, description="Replace an existing output.")
+    stream_timeout_ms: int = Field(5_000, ge=100, description="Stream outputs (rtsp://): longest wait to "
+                                   "connect to the server and for each write.")
 
     @model_validator(mode="after")
     def _one_rate_control(self) -> "EncodeConfig":

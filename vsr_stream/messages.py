@@ -27,6 +27,7 @@ PLAN = "plan"  # classify -> stitch: a frame's geometry and tile count
 TILES = "tiles"  # classify -> upscale[k]: windows of one class of one frame
 RESULT = "result"  # upscale[k] -> stitch: the upscaled windows of one TILES message
 PACKET = "packet"  # decode -> encode: a passthrough (audio/subtitle/data) packet
+INGEST = "ingest"  # decode -> encode: when frame ``index`` entered the pipeline (monotonic seconds)
 EOS = "eos"  # end of stream on a data path, with the count of items sent
 # Control kinds (stage <-> supervisor).
 READY = "ready"
@@ -38,7 +39,7 @@ PROGRESS = "progress"
 HELLO = "hello"  # external worker -> directory: which class it serves
 WELCOME = "welcome"  # directory -> external worker: addresses and the run's config
 
-DATA_KINDS = frozenset({STREAMS, FRAME, PLAN, TILES, RESULT, PACKET, EOS})
+DATA_KINDS = frozenset({STREAMS, FRAME, PLAN, TILES, RESULT, PACKET, INGEST, EOS})
 CONTROL_KINDS = frozenset({READY, START, STOP, DONE, ERROR, PROGRESS, HELLO, WELCOME})
 _ALLOWED_DTYPES = frozenset({"uint8", "uint16", "int32", "int64", "float16", "float32"})
 

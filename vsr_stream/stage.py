@@ -81,7 +81,9 @@ class SourceStage(Stage):
 
     eos_expected = 0
 
-    def produce(self) -> Iterator[Out]:
+    def produce(self) -> Iterator[Out | None]:
+        """Yield what to send; yield None while waiting for input so the loop can check for STOP.
+        A graceful STOP closes this generator and goes on with :meth:`flush` (the stream ends early)."""
         raise NotImplementedError
 
 
@@ -114,6 +116,8 @@ class _Sockets:
         for s in self.inputs:
             self.poller.register(s, zmq.POLLIN)
         self.stage_name = identity
+        self.drain_on_finish = False
+        self.finishing = False
 
     def tell(self, msg: m.Message) -> None:
         self.control.send_multipart(m.encode(msg), copy=False)
@@ -123,6 +127,9 @@ class _Sockets:
         if not self.control.poll(timeout_ms):
             return None
         msg = m.decode(self.control.recv_multipart(copy=False))
+        if msg.kind == m.STOP and msg.header.get("graceful") and self.drain_on_finish:
+            self.finishing = True  # a source ends its stream (EOS) and the pipeline drains
+            return None
         if msg.kind == m.STOP and msg.header.get("graceful"):
             raise _Finished
         if msg.kind == m.STOP:
@@ -201,9 +208,16 @@ def _report_error(socks: _Sockets, name: str, e: BaseException) -> None:
 def _run_source(stage: SourceStage, socks: _Sockets) -> None:
     while (msg := socks.check_control(_POLL_MS)) is None or msg.kind != m.START:
         pass
-    for port, out in stage.produce():
+    socks.drain_on_finish = True
+    produced = stage.produce()
+    for out in produced:
+        if out is not None:
+            socks.send(*out)
         socks.check_control()
-        socks.send(port, out)
+        if socks.finishing:
+            log.info("%s: asked to finish early: ending the stream here", stage.name)
+            break
+    produced.close()
     for port, out in stage.flush():
         socks.send(port, out)
 

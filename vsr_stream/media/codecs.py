@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import av
 
@@ -108,4 +109,16 @@ def _rate_options(codec: str, cfg: EncodeConfig) -> dict[str, str]:
         # libvpx only does constant quality with a zero target bit rate.
         options.setdefault("crf", "32")
         options["b"] = "0"
+    return options
+
+
+_ZERO_LATENCY = {"libx264", "libx264rgb", "libx265"}
+
+
+def live_encoder_options(codec: str, frame_rate: Fraction | None) -> dict[str, str]:
+    """Encoder options for live outputs (explicit ones win): a keyframe every second, so a
+    reader joining a stream or a damaged recording recovers quickly, and no lookahead delay."""
+    options = {"g": str(max(1, round(frame_rate or 25)))}
+    if codec in _ZERO_LATENCY:
+        options["tune"] = "zerolatency"
     return options

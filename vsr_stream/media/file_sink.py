@@ -1,5 +1,9 @@
-"""A video file sink: encode HR RGB frames, mux passthrough packets untouched, write to a
-temporary name beside the output and rename it into place only when everything succeeded.
+"""A video file or stream sink: encode HR RGB frames and mux passthrough packets untouched.
+
+Where the bytes go depends on the job (:func:`write_mode`): a finite file job writes to a
+temporary name beside the output and renames it into place only when everything succeeded; a
+live recording (MKV or TS) is written in place, flushed as it goes, and kept whatever happens
+later; an ``rtsp://`` output is published (RTSP ANNOUNCE/RECORD over TCP).
 
 The video stream is configured by the first frame (its size, padded to even for 4:2:0 and
 4:2:2); later frames of another size are resized to it. Frames keep their own pts in the
@@ -22,15 +26,28 @@ import numpy as np
 from vsr_stream.config import EncodeConfig
 from vsr_stream.errors import SinkError
 from vsr_stream.media import out_streams
-from vsr_stream.media.codecs import hardware_requirement, plan_encoder
+from vsr_stream.media.codecs import hardware_requirement, live_encoder_options, plan_encoder
 from vsr_stream.media.colour import RANGE_FULL, RGB_COLORSPACE
 from vsr_stream.media.frames import needs_even, pad_to, rgb_to_frame
 from vsr_stream.media.interleave import PacketQueue
 from vsr_stream.media.items import PacketItem, SourceInfo, VideoFrameItem
 from vsr_stream.media.sink_common import check_array, sink_error, temp_sibling
-from vsr_stream.media.urls import error_text, redact_url
+from vsr_stream.media.urls import error_text, redact_url, scheme_of
 
 log = logging.getLogger(__name__)
+
+LIVE_FILE_FORMATS = frozenset({"matroska", "mpegts"})
+# Matroska holds a cluster in memory until it closes: close one every second.
+_LIVE_FILE_OPTIONS = {"matroska": {"cluster_time_limit": "1000"}}
+_STREAM_FORMATS = {"rtsp": "rtsp", "rtsps": "rtsp"}
+
+
+def write_mode(path: str, source: SourceInfo) -> str:
+    """``stream`` for a URL output, ``in_place`` for a live source's recording, else ``atomic``
+    (temporary name, renamed on success, removed on failure)."""
+    if scheme_of(path) not in (None, "file"):
+        return "stream"
+    return "in_place" if source.live else "atomic"
 
 
 class FileSink:
@@ -40,8 +57,9 @@ class FileSink:
         self.frames_written = 0
         self.packets_dropped = 0
         self.packets_written = 0
-        self._final, self._overwrite = Path(path), cfg.overwrite
-        self._tmp = temp_sibling(self._final)
+        self._mode, self._shown, self._overwrite = write_mode(path, source), redact_url(path), cfg.overwrite
+        self._final = Path(path)
+        self._tmp = temp_sibling(self._final) if self._mode == "atomic" else self._final
         self._source, self._scale = source, scale
         self._state = "open"
         self._queue = PacketQueue()
@@ -50,12 +68,24 @@ class FileSink:
         self.resized_frames = 0
         self._last: tuple[int, int] | None = None  # (pts, duration) of the last frame
         with self._errors("creating the output"):
-            self._container = av.open(str(self._tmp), "w")
+            self._container = self._open_container(path, cfg)
         try:
             self._setup(cfg)
         except BaseException:
             self.abort()
             raise
+
+    def _open_container(self, path: str, cfg: EncodeConfig) -> av.container.OutputContainer:
+        if self._mode == "stream":
+            options = {"rtsp_transport": "tcp"} if scheme_of(path) in ("rtsp", "rtsps") else {}
+            timeout_s = cfg.stream_timeout_ms / 1000
+            return av.open(path, "w", format=_STREAM_FORMATS.get(scheme_of(path)), options=options,
+                           timeout=(timeout_s, timeout_s))
+        container = av.open(str(self._tmp), "w")
+        if self._mode == "in_place":  # an MKV or TS (check_output): flush every packet to disk as it is muxed
+            # PyAV hands these to the muxer when it writes the header (the attribute itself is read-only).
+            container.options.update({"flush_packets": "1", **_LIVE_FILE_OPTIONS.get(container.format.name, {})})
+        return container
 
     def _setup(self, cfg: EncodeConfig) -> None:
         video = self._source.video
@@ -65,7 +95,7 @@ class FileSink:
             self._video = self._add_video()
             self._passthrough = out_streams.add_passthrough(self._container, self._source)
             out_streams.copy_container_data(self._container, self._source)
-        log.info("writing %s: %s %s, %d passthrough stream(s)", redact_url(str(self._final)), self._plan.codec, self._plan.pix_fmt, len(self._passthrough))
+        log.info("writing %s: %s %s, %d passthrough stream(s)", self._shown, self._plan.codec, self._plan.pix_fmt, len(self._passthrough))
 
     def _add_video(self) -> av.video.stream.VideoStream:
         video, plan = self._source.video, self._plan
@@ -74,6 +104,8 @@ class FileSink:
         ctx.pix_fmt, ctx.time_base, ctx.thread_count = plan.pix_fmt, video.time_base, 0
         stream.time_base = video.time_base
         ctx.options = dict(plan.options)
+        if self._mode != "atomic":
+            ctx.options = {**live_encoder_options(plan.codec, video.frame_rate), **ctx.options}
         if plan.bit_rate:
             ctx.bit_rate = plan.bit_rate
         for name in ("color_range", "colorspace", "color_primaries", "color_trc"):
@@ -99,7 +131,7 @@ class FileSink:
         except (av.error.FFmpegError, OSError) as e:
             need = hardware_requirement(self._plan.codec) if getattr(self, "_plan", None) else None
             hint = f" ({self._plan.codec} needs {need}; leave encode.codec unset for a software encoder)" if need else ""
-            raise sink_error(e, f"{redact_url(str(self._final))}: {doing} failed: {error_text(e)}{hint}") from e
+            raise sink_error(e, f"{self._shown}: {doing} failed: {error_text(e)}{hint}") from e
 
     def write_frame(self, item: VideoFrameItem) -> None:
         """Encode one HR frame: (H, W, 3) RGB uint8/uint16, pts in ``item.time_base``."""
@@ -143,7 +175,7 @@ class FileSink:
         else:
             pts = 0 if self._last is None else sum(self._last)
         if self._last is not None and pts <= self._last[0]:
-            raise SinkError(f"{redact_url(str(self._final))}: frame {item.index} has pts {pts}, not after the previous frame's {self._last[0]} (time base {self._time_base})")
+            raise SinkError(f"{self._shown}: frame {item.index} has pts {pts}, not after the previous frame's {self._last[0]} (time base {self._time_base})")
         self._last = (pts, duration)
         return pts, duration
 
@@ -160,7 +192,7 @@ class FileSink:
         """Queue one passthrough packet; it is muxed once the video has reached its time."""
         self._require_open()
         if item.stream_index not in self._passthrough:
-            raise SinkError(f"{redact_url(str(self._final))}: packet for stream {item.stream_index}, which is not a passthrough stream of the source")
+            raise SinkError(f"{self._shown}: packet for stream {item.stream_index}, which is not a passthrough stream of the source")
         self._queue.push(item)
         if self._last is not None:
             self._release(self._queue.pop_until(self._last[0] * self._time_base))
@@ -180,7 +212,7 @@ class FileSink:
         into place. SinkError on any failure (call :meth:`abort` then)."""
         self._require_open()
         if self.frames_written == 0:
-            raise SinkError(f"{redact_url(str(self._final))}: no video frame was written; refusing to create a file without video")
+            raise SinkError(f"{self._shown}: no video frame was written; refusing to create a file without video")
         with self._errors("finishing the file"):
             self._container.mux(self._video.encode(None))
             self._release(self._queue.drain())
@@ -189,18 +221,24 @@ class FileSink:
         self._state = "closed"
         if self.resized_frames:
             log.warning("%d frame(s) were resized to %dx%d", self.resized_frames, self._size[1], self._size[0])
-        log.info("wrote %s: %d frames, %d passthrough packets", redact_url(str(self._final)), self.frames_written, self.packets_written)
+        log.info("wrote %s: %d frames, %d passthrough packets", self._shown, self.frames_written, self.packets_written)
 
     def _publish(self) -> None:
+        if self._mode != "atomic":
+            return
         if not self._overwrite and self._final.exists():
             raise SinkError(errno.EEXIST, f"{self._final} appeared while writing; not replacing it (overwrite is off)")
         os.replace(self._tmp, self._final)
 
     def abort(self) -> None:
-        """Drop the temporary output. Never raises; a no-op after close() or a first abort()."""
+        """Drop the temporary output; a live recording is finished as far as possible and kept.
+        Never raises; a no-op after close() or a first abort()."""
         if self._state != "open":
             return
         self._state = "aborted"
+        if self._mode != "atomic":
+            self._keep_partial()
+            return
         container = getattr(self, "_container", None)
         try:
             if container is not None:
@@ -212,6 +250,16 @@ class FileSink:
         except OSError as e:
             log.warning("could not remove the aborted output %s: %s", self._tmp, e)
 
+    def _keep_partial(self) -> None:
+        try:
+            if self.frames_written:
+                self._container.mux(self._video.encode(None))
+            self._container.close()
+        except Exception as e:  # the run already failed; what is on disk stays readable
+            log.debug("finishing the interrupted output %s: %s", self._shown, e)
+        if self._mode == "in_place":
+            log.warning("the run failed; kept the recording so far: %s (%d frames)", self._shown, self.frames_written)
+
     def _require_open(self) -> None:
         if self._state != "open":
-            raise SinkError(f"{redact_url(str(self._final))}: sink already {self._state}")
+            raise SinkError(f"{self._shown}: sink already {self._state}")

@@ -83,7 +83,7 @@ class StreamInfo:
 class SourceInfo:
     """Everything downstream needs to know about a source. ``url`` is the real location
     (show it with :func:`~vsr_stream.media.urls.redact_url`); ``image_names`` lists the
-    pictures of an image input in yield order (None for video)."""
+    pictures of an image input in yield order (None for video); ``live`` marks a network stream."""
 
     url: str
     kind: Literal["video", "images"]
@@ -92,6 +92,7 @@ class SourceInfo:
     image_names: tuple[str, ...] | None = None
     container_metadata: dict[str, str] = field(default_factory=dict)
     chapters: list[dict[str, Any]] = field(default_factory=list)
+    live: bool = False  # a network stream without an end: outputs are written in place
 
     def to_wire(self) -> dict[str, Any]:
         """A JSON-serialisable dict (Fractions become ``[num, den]``, tuples lists)."""
@@ -109,6 +110,7 @@ class SourceInfo:
             image_names=None if names is None else tuple(names),
             container_metadata=dict(d.get("container_metadata", {})),
             chapters=[dict(c) for c in d.get("chapters", [])],
+            live=bool(d.get("live", False)),
         )
 
 

@@ -3,7 +3,8 @@
 A path with a container extension (.mp4, .mkv, .mov, .webm, .avi, .ts, ...) is a video file;
 a path ending in '/', an existing folder, or a path without extension is a folder of PNGs.
 Outputs are written under a hidden temporary name and renamed into place by ``close()``;
-``abort()`` removes them. Every failure is a SinkError.
+``abort()`` removes them. Exceptions: the recording of a live input (.mkv or .ts) is written in
+place and kept, and an ``rtsp://`` output is published to that server. Every failure is a SinkError.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import av
 
 from vsr_stream.config import EncodeConfig
 from vsr_stream.errors import SinkError
-from vsr_stream.media.file_sink import FileSink
+from vsr_stream.media.file_sink import LIVE_FILE_FORMATS, FileSink
 from vsr_stream.media.image_sink import IMAGE_SUFFIXES, ImageFileSink
 from vsr_stream.media.items import PacketItem, SourceInfo, VideoFrameItem
 from vsr_stream.media.png_sink import PngFolderSink
-from vsr_stream.media.urls import redact_url
+from vsr_stream.media.urls import redact_url, scheme_of
+
+STREAM_SCHEMES = frozenset({"rtsp", "rtsps"})
 
 
 class Sink(Protocol):
@@ -53,9 +56,15 @@ def is_folder_output(path: str) -> bool:
     return path.endswith(("/", os.sep)) or os.path.isdir(path) or not Path(path).suffix
 
 
-def check_output(path: str, overwrite: bool) -> None:
+def check_output(path: str, overwrite: bool, live: bool = False) -> None:
     """Fail early with SinkError if ``path`` cannot be written: it exists (and overwrite is
-    off), its folder is missing or not writable, or its extension names no video container."""
+    off), its folder is missing or not writable, or its extension names no video container;
+    a URL that is not ``rtsp://``; for a ``live`` input, anything but .mkv, .ts or ``rtsp://``."""
+    scheme = scheme_of(path)
+    if scheme not in (None, "file"):
+        if scheme not in STREAM_SCHEMES:
+            raise SinkError(f"{redact_url(path)}: cannot publish to {scheme}:// (expected a file, a folder or rtsp://)")
+        return
     target = Path(path)
     _check_parent(target.parent, path)
     if is_folder_output(path):
@@ -63,7 +72,10 @@ def check_output(path: str, overwrite: bool) -> None:
         return
     if target.exists() and not overwrite:
         raise SinkError(errno.EEXIST, f"output exists: {redact_url(path)} (set overwrite to replace it)")
-    _check_muxer(path)
+    name = _check_muxer(path)
+    if live and name not in LIVE_FILE_FORMATS:
+        raise SinkError(f"{redact_url(path)}: a live recording is written in place and must stay readable if the run "
+                        f"is killed: use .mkv or .ts (or an rtsp:// URL), not {Path(path).suffix or 'a folder'!r}")
 
 
 def _check_parent(parent: Path, path: str) -> None:
@@ -80,7 +92,7 @@ def _check_folder(target: Path, overwrite: bool) -> None:
         raise SinkError(errno.ENOTEMPTY, f"output folder {target} is not empty (set overwrite to replace its contents)")
 
 
-def _check_muxer(path: str) -> None:
+def _check_muxer(path: str) -> str:
     try:
         container = av.open(path, "w")  # only picks the muxer; no file is created yet
     except ValueError as e:
@@ -90,6 +102,7 @@ def _check_muxer(path: str) -> None:
     if name == "image2" and not is_image_output(path):
         raise SinkError(f"{redact_url(path)}: image type {Path(path).suffix!r} is not supported "
                         f"(expected one of {sorted(IMAGE_SUFFIXES)}, or a folder for PNG output)")
+    return name
 
 
 def open_sink(path: str, cfg: EncodeConfig, source: SourceInfo, scale: int) -> Sink:
@@ -100,7 +113,9 @@ def open_sink(path: str, cfg: EncodeConfig, source: SourceInfo, scale: int) -> S
     Raises SinkError (see :func:`check_output`; also a passthrough stream the container cannot
     hold, or an encoder/pixel format that does not exist)."""
     path = os.fspath(path)
-    check_output(path, cfg.overwrite)
+    check_output(path, cfg.overwrite, source.live)
+    if scheme_of(path) not in (None, "file"):
+        return FileSink(path, cfg, source, scale)
     if is_folder_output(path):
         return PngFolderSink(path, source, cfg.overwrite)
     if is_image_output(path):

@@ -1,7 +1,8 @@
 """open_source: any supported input as one iterator of frames and passthrough packets.
 
-Inputs: a video file or URL (any container FFmpeg reads), a single image, a folder of
-images, an image glob or an image printf pattern. Every failure is a SourceError whose
+Inputs: a video file or URL (any container FFmpeg reads), a live stream (``rtsp://``, ...:
+reconnects, see :mod:`~vsr_stream.media.live_source`), a single image, a folder of images, an
+image glob or an image printf pattern. Every failure is a SourceError whose
 message names the input (password redacted) and says what was expected.
 """
 
@@ -17,7 +18,8 @@ from vsr_stream.config import DecodeConfig
 from vsr_stream.errors import SourceError
 from vsr_stream.media.image_source import ImageSource, is_pattern, list_images
 from vsr_stream.media.items import PacketItem, SourceInfo, VideoFrameItem
-from vsr_stream.media.urls import redact_url
+from vsr_stream.media.live_source import LiveSource
+from vsr_stream.media.urls import is_live_url, redact_url
 from vsr_stream.media.video_source import VideoSource
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,10 @@ def open_source(url: str, cfg: DecodeConfig) -> Source:
     if "://" not in url:
         _check_local(url)
     paths = list_images(url) if "://" not in url else None
-    source: Source = ImageSource(url, paths) if paths else VideoSource(url, cfg)
+    if is_live_url(url):
+        source: Source = LiveSource(url, cfg)
+    else:
+        source = ImageSource(url, paths) if paths else VideoSource(url, cfg)
     video = source.info.video
     log.info("opened %s: %s %dx%d %s, %d passthrough stream(s)", redact_url(url), source.info.kind, video.width, video.height, video.pix_fmt, len(source.info.passthrough))
     return source

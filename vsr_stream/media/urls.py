@@ -22,3 +22,18 @@ def error_text(e: BaseException) -> str:
     a password): ``strerror`` when there is one, else ``str(e)``."""
     reason = getattr(e, "strerror", None)
     return reason if isinstance(reason, str) and reason else str(e)
+
+
+# Network inputs that never end by themselves: they reconnect and may drop frames at ingest.
+LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp"})
+
+
+def scheme_of(url: str) -> str | None:
+    """The lower-case scheme of ``scheme://...``, None for a plain path."""
+    head, sep, _ = str(url).partition("://")
+    return head.lower() if sep and head.replace("+", "").replace(".", "").replace("-", "").isalnum() else None
+
+
+def is_live_url(url: str) -> bool:
+    """True for live network streams (``rtsp://``, ``rtmp://``, ``srt://``, ``udp://``, ...)."""
+    return scheme_of(url) in LIVE_SCHEMES

@@ -9,6 +9,7 @@ Matroska file otherwise just ends early without any error.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Iterator
 from fractions import Fraction
@@ -20,7 +21,7 @@ from vsr_stream.errors import SourceError
 from vsr_stream.media import probe
 from vsr_stream.media.frames import bit_depth_of, frame_to_rgb
 from vsr_stream.media.items import PacketItem, SourceInfo, VideoFrameItem
-from vsr_stream.media.urls import error_text, redact_url
+from vsr_stream.media.urls import error_text, redact_url, scheme_of
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +29,43 @@ log = logging.getLogger(__name__)
 _NOT_VIDEO_FORMATS = {"tty"}
 
 
-def open_container(url: str) -> av.container.InputContainer:
-    """av.open for reading, every failure as SourceError naming the input."""
+def network_options(url: str, cfg: DecodeConfig) -> tuple[dict[str, str], tuple[float, float] | None]:
+    """FFmpeg options and PyAV's (open, read) timeout in seconds for ``url``; nothing for local paths.
+
+    Two layers, because either alone can miss a stall: FFmpeg's socket timeouts (microseconds)
+    end a blocked read inside the protocol, PyAV's interrupt callback ends any blocking call."""
+    scheme = scheme_of(url)
+    if scheme is None or scheme == "file":
+        return {}, None
+    read_us = str(cfg.read_timeout_ms * 1000)
+    options = {"rtsp_transport": cfg.rtsp_transport, "timeout": read_us} if scheme in ("rtsp", "rtsps") \
+        else {"rw_timeout": read_us}
+    return options, (cfg.open_timeout_ms / 1000, cfg.read_timeout_ms / 1000)
+
+
+def open_container(url: str, cfg: DecodeConfig | None = None) -> av.container.InputContainer:
+    """av.open for reading (with :func:`network_options` from ``cfg``), every failure as
+    SourceError naming the input (password redacted)."""
+    options, timeout = network_options(url, cfg) if cfg is not None else ({}, None)
     try:
-        return av.open(url, "r")
-    except av.error.FileNotFoundError as e:
-        raise SourceError(e.errno, f"input not found: {redact_url(url)}") from e
-    except av.error.InvalidDataError as e:
-        raise SourceError(f"{redact_url(url)}: not a readable media file (expected a video container FFmpeg can demux): {error_text(e)}") from e
+        return av.open(url, "r", options=options, timeout=timeout)
     except (av.error.FFmpegError, OSError) as e:
-        raise SourceError(f"{redact_url(url)}: cannot open input: {error_text(e)}") from e
+        raise _open_error(url, e, timeout) from e
+
+
+def _open_error(url: str, e: BaseException, timeout: tuple[float, float] | None) -> SourceError:
+    shown = redact_url(url)
+    if isinstance(e, av.error.FileNotFoundError):
+        return SourceError(e.errno, f"input not found: {shown}")
+    if timeout is not None:
+        # A stalled server surfaces as a timeout, a refused connection or "invalid data": say what was tried.
+        code = errno.ETIMEDOUT if isinstance(e, av.error.ExitError) else getattr(e, "errno", None)
+        message = (f"{shown}: cannot open the stream (open timeout {timeout[0]:.1f} s, read timeout "
+                   f"{timeout[1]:.1f} s): {error_text(e)}")
+        return SourceError(code, message) if isinstance(code, int) and 0 < code < 4096 else SourceError(message)
+    if isinstance(e, av.error.InvalidDataError):
+        return SourceError(f"{shown}: not a readable media file (expected a video container FFmpeg can demux): {error_text(e)}")
+    return SourceError(f"{shown}: cannot open input: {error_text(e)}")
 
 
 class VideoSource:
@@ -45,7 +73,8 @@ class VideoSource:
 
     def __init__(self, url: str, cfg: DecodeConfig) -> None:
         self._url, self._strict = url, cfg.strict
-        self._container = open_container(url)
+        self._read_timeout_s = cfg.read_timeout_ms / 1000
+        self._container = open_container(url, cfg)
         try:
             self._video = self._choose_video()
             self._configure_decoder(cfg.threads)
@@ -127,6 +156,9 @@ class VideoSource:
             return next(self._packets)
         except StopIteration:
             return None
+        except av.error.ExitError as e:  # PyAV's read timeout interrupted the demuxer
+            raise SourceError(errno.ETIMEDOUT, f"{redact_url(self._url)}: no data for {self._read_timeout_s:.1f} s "
+                              f"after frame {self._index} (decode.read_timeout_ms)") from e
         except av.error.FFmpegError as e:
             raise SourceError(f"{redact_url(self._url)}: corrupt or truncated input after frame {self._index}: {error_text(e)}") from e
 

@@ -40,8 +40,9 @@ class RunState:
 
 class Supervisor:
     def __init__(self, cfg: PipelineConfig, specs: list[StageSpec], ep: Endpoints,
-                 progress: ProgressFn | None = None) -> None:
+                 progress: ProgressFn | None = None, drain_on_interrupt: bool = False) -> None:
         self.cfg, self.specs, self.ep = cfg, specs, ep
+        self.drain_on_interrupt = drain_on_interrupt
         self.progress = progress
         self.state = RunState()
         self.handles: list[StageHandle] = []
@@ -58,7 +59,7 @@ class Supervisor:
             names = {s.name for s in self.specs}
             self._wait(lambda: names - self.state.ready, self.cfg.transport.ready_timeout_ms, "READY")
             self._send("decode", m.START)
-            self._wait(lambda: self.finite - self.state.done.keys(), None, "the end of the run")
+            self._wait_for_end()
             self._finish_services()
             return self.state.done
         except BaseException:
@@ -66,6 +67,19 @@ class Supervisor:
             raise
         finally:
             self._shutdown()
+
+    def _wait_for_end(self) -> None:
+        """Wait for every finite stage; with ``drain_on_interrupt`` (live inputs) a first
+        KeyboardInterrupt ends the stream at the source and lets the pipeline drain instead."""
+        running = lambda: self.finite - self.state.done.keys()  # noqa: E731
+        try:
+            self._wait(running, None, "the end of the run")
+        except KeyboardInterrupt:
+            if not self.drain_on_interrupt:
+                raise
+            log.warning("interrupted: ending the input and draining the pipeline (interrupt again to abandon it)")
+            self._send("decode", m.STOP, graceful=True)
+            self._wait(running, self.cfg.transport.stall_timeout_ms, "the pipeline to drain")
 
     def _wait(self, missing: Callable[[], set[str]], timeout_ms: int | None, what: str) -> None:
         """Serve control messages until ``missing()`` is empty; raise on error, death or timeout."""

@@ -1,9 +1,11 @@
 """Encode stage: HR frames and passthrough packets → the output file, stream or PNG folder.
 
 Receives on encode_in: STREAMS then PACKET (from decode), FRAME (HR, in order, from stitch).
+Receives INGEST notes from decode (frame index, ingest time) for the ingest-to-encode latency.
 Emits: PROGRESS to the supervisor per frame. Expects two EOS: decode's packets, stitch's frames.
 Binds: encode_in (PULL fan-in). The output is opened when the source description arrives,
-written under a temporary name, and renamed only after a clean finish.
+written under a temporary name, and renamed only after a clean finish (a live recording is
+written in place and kept; an rtsp:// output is published as it goes).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from vsr_stream.config import PipelineConfig
 from vsr_stream.errors import ProtocolError
 from vsr_stream.media.items import SourceInfo
 from vsr_stream.media.sink import Sink, open_sink
+from vsr_stream.runtime.latency import LatencyMeter
 from vsr_stream.stage import Out, Stage
 from vsr_stream.stages.frames import frame_item, packet_item
 
@@ -52,6 +55,7 @@ class EncodeStage(Stage):
         self.busy_s = 0.0
         self.next_index = 0
         self.expected: dict[str, int] = {}
+        self.latency = LatencyMeter()
 
     def process(self, msg: m.Message) -> Iterator[Out]:
         if msg.kind == m.STREAMS:
@@ -66,6 +70,8 @@ class EncodeStage(Stage):
         elif msg.kind == m.PACKET:
             self._timed(self.sink.write_packet, packet_item(msg))
             self.packets += 1
+        elif msg.kind == m.INGEST:
+            self.latency.ingested(msg["index"], msg["ingest_s"])
         else:
             raise ProtocolError(f"encode cannot handle {msg.kind}")
 
@@ -79,6 +85,7 @@ class EncodeStage(Stage):
             raise ProtocolError(f"encode expected frame {self.next_index}, got {msg['index']}")
         self.next_index += 1
         self._timed(self.sink.write_frame, frame_item(msg))
+        self.latency.encoded(msg["index"], time.monotonic())
         self.frames += 1
         yield "control", m.control(m.PROGRESS, self.name, frames=self.frames)
 
@@ -112,4 +119,5 @@ class EncodeStage(Stage):
 
     def stats(self) -> dict[str, Any]:
         extra = sink_counters(self.sink) if self.sink is not None else {}
-        return {"frames": self.frames, "packets": self.packets, "busy_s": self.busy_s, **extra}
+        return {"frames": self.frames, "packets": self.packets, "busy_s": self.busy_s, **extra,
+                **self.latency.summary()}

@@ -1,0 +1,119 @@
+"""Live-test fixtures: a real RTSP server on 127.0.0.1 (tests/live/rtsp_server.py, run with the
+system /usr/bin/python3 and Debian's gst-rtsp-server), and a TCP server that never answers.
+
+Skipped with the reason when the server's packages are not importable (``scripts/live_deps.sh``
+installs them; ``.ci/run`` calls it).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
+SYSTEM_PYTHON = "/usr/bin/python3"
+_CHECK = ("import gi; gi.require_version('GstRtspServer', '1.0'); gi.require_version('GstApp', '1.0'); "
+          "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
+          "missing = [e for e in ('x264enc', 'avenc_aac', 'rtph264pay', 'videotestsrc') "
+          "if not Gst.ElementFactory.find(e)]; assert not missing, f'missing GStreamer elements {missing}'")
+_START_TIMEOUT_S = 15.0
+
+
+@cache
+def server_unavailable() -> str | None:
+    """Why the RTSP test server cannot run here, or None when it can."""
+    try:
+        res = subprocess.run([SYSTEM_PYTHON, "-c", _CHECK], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{SYSTEM_PYTHON} cannot run: {e}"
+    if res.returncode != 0:
+        last = (res.stderr.strip().splitlines() or ["?"])[-1]
+        return (f"gst-rtsp-server is not importable from {SYSTEM_PYTHON} ({last}); "
+                "install it with scripts/live_deps.sh (Debian, root)")
+    return None
+
+
+class RtspServer:
+    """The test server as a child process; ``restart()`` comes back on the same port."""
+
+    def __init__(self, size: str = "160x96", fps: int = 25, audio: bool = True) -> None:
+        self.args = ["--size", size, "--fps", str(fps), *([] if audio else ["--no-audio"])]
+        self.port = 0
+        self.process: subprocess.Popen | None = None
+
+    def url(self, mount: str = "cam") -> str:
+        return f"rtsp://127.0.0.1:{self.port}/{mount}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), *self.args],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line: list[str] = []
+        reader = threading.Thread(target=lambda: line.append(self.process.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(_START_TIMEOUT_S)
+        if not line or not line[0].startswith("READY "):
+            err = self.stop()
+            raise RuntimeError(f"the RTSP test server did not start: {line} {err}")
+        self.port = int(line[0].split()[1])
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5):
+            pass  # it accepts connections
+
+    def stop(self) -> str:
+        """Kill the server (SIGKILL: like a camera losing power); returns its stderr."""
+        if self.process is None:
+            return ""
+        self.process.kill()
+        _, err = self.process.communicate(timeout=10)
+        self.process = None
+        return err
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def rtsp_server() -> Iterator[RtspServer]:
+    """A started RTSP server with the /cam, /relay and /relay-view mounts."""
+    reason = server_unavailable()
+    if reason:
+        pytest.skip(reason)
+    server = RtspServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """rtsp:// URL of a TCP server that accepts connections and never answers (a stalled camera)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"rtsp://user:secret@127.0.0.1:{listener.getsockname()[1]}/cam"
+    finally:
+        stop.set()
+        thread.join(5)
+        for s in accepted:
+            s.close()
+        listener.close()
