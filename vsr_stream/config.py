@@ -23,6 +23,7 @@ from vsr_stream.errors import ConfigError
 from vsr_stream.resources import preset_path
 
 ENV_PREFIX = "VSR_STREAM_"
+DEFAULT_PRESET = "default"  # configs/default.toml: the shipped trained branches
 
 
 class _Section(BaseModel):
@@ -285,7 +286,9 @@ def load_config(
 ) -> PipelineConfig:
     """Build a validated :class:`PipelineConfig`.
 
-    ``source`` is a TOML path, a preset name, a dict, a ready config, or None for defaults.
+    ``source`` is a TOML path or preset name (read over the ``default`` preset, so a file sets
+    only what it changes), a dict or a ready config (over the model defaults below, for
+    programs that say everything), or None for the ``default`` preset.
     ``overrides`` (nested dict) wins over the environment, which wins over ``source``.
     Raises :class:`ConfigError` naming the offending field.
     """
@@ -295,9 +298,11 @@ def load_config(
     elif isinstance(source, dict):
         data, origin = source, "the given dict"
     elif source is None:
-        data, origin = {}, "defaults"
+        data, origin = read_config_file(DEFAULT_PRESET), f"the {DEFAULT_PRESET!r} preset"
     else:
         data, origin = read_config_file(source), str(source)
+        if preset_path(DEFAULT_PRESET) != Path(source) and str(source) != DEFAULT_PRESET:
+            data = deep_merge(read_config_file(DEFAULT_PRESET), data)
     top = deep_merge(env_overrides(environ), overrides or {})
     data = deep_merge(apply_scale_section(data, top.get("scale")), top)
     try:

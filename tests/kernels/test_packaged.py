@@ -28,10 +28,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
-def test_wheel_ships_kernels_and_presets(wheel: Path):
+def test_wheel_ships_kernels_presets_and_weights(wheel: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {f"vsr_stream/kernels/{name}" for name in CHECKOUT_SOURCES} | {"vsr_stream/configs/default.toml"}
-    assert {"tvat.cu", "blend.cu"} <= set(CHECKOUT_SOURCES)
+    weights = sorted((ROOT / "vsr_stream" / "models" / "weights").iterdir())
+    expected |= {f"vsr_stream/models/weights/{p.name}" for p in weights}  # weights and their cards
+    assert {"tvat.cu", "blend.cu"} <= set(CHECKOUT_SOURCES) and weights
     assert expected <= names, sorted(expected - names)
 
 

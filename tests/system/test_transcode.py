@@ -13,7 +13,8 @@ import vsr_stream
 from tests.system.conftest import packets, run_cli, video_pts
 from vsr_stream.media.synth import write_clip, write_images
 
-TWO_CLASSES = {"classify": {"tvat_thresholds": [20_000.0]},  # the synthetic clip has flat and busy tiles either side
+TWO_CLASSES = {"tiling": {"tile_px": 32, "overlap_px": 4, "context_px": 8},  # several tiles per frame
+               "classify": {"tvat_thresholds": [20_000.0]},  # the synthetic clip has flat and busy tiles either side
                "upscale": {"allow_random_weights": True,
                            "branches": [{"model": "bicubic"}, {"model": "fsrcnn-16", "workers": 2}]}}
 
