@@ -8,8 +8,7 @@ classes as the pipeline's classify stage.
 Each branch's MACs per LR window pixel are measured once with
 :func:`vsr_stream.models.macs.macs_per_output_pixel` (convolutions are linear in area, so
 one 64x64 probe gives the per-pixel rate); a window of ``wh x ww`` LR pixels costs that rate
-times its area. Classes come from :func:`vsr_stream.ops.tvat.classify` on the frame's TVAT,
-exactly as the classify stage computes them.
+times its area. Tile plans and classes come from the classify stage's own functions.
 """
 
 from __future__ import annotations
@@ -20,9 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from vsr_stream.config import PipelineConfig
-from vsr_stream.geometry import plan_tiles
 from vsr_stream.messages import GEOM_COLUMNS
-from vsr_stream.ops.tvat import classify, tile_tvat, vsp
+from vsr_stream.stages.classify import tile_classes, tile_plan
 
 _WH, _WW = GEOM_COLUMNS.index("wh"), GEOM_COLUMNS.index("ww")
 
@@ -68,13 +66,9 @@ def branch_macs_per_lr_px(cfg: PipelineConfig) -> tuple[float, ...]:
 
 
 def frame_classes(frame: np.ndarray, cfg: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Tile plan and class per tile of an RGB uint8 ``frame``, as the classify stage makes them."""
-    h, w = frame.shape[:2]
-    t = cfg.tiling
-    geom = plan_tiles(h, w, t.tile_px, t.overlap_px, t.context_px)
-    if not cfg.classify.tvat_thresholds:
-        return geom, np.zeros(len(geom), dtype=np.int8)
-    return geom, classify(tile_tvat(vsp(frame), geom, cfg.classify.vsp_threshold), cfg.classify.tvat_thresholds)
+    """Tile plan and class per tile of an RGB uint8 ``frame``, by the classify stage's own functions."""
+    geom = tile_plan(frame.shape[0], frame.shape[1], cfg.tiling)
+    return geom, tile_classes(frame, geom, cfg.classify)
 
 
 def pipeline_cost(frames: Iterable[np.ndarray], cfg: PipelineConfig,

@@ -94,7 +94,9 @@ def _loop(cfg, job, net, opt, state, bank, members, val, rng, out) -> None:
             losses = []
             state["history"].append(record)
             _log_line(out, record)
-            save_weights(net, snapshot_path(out, state["step"]))
+            snapshot = snapshot_path(out, state["step"])
+            snapshot.parent.mkdir(exist_ok=True)
+            save_weights(net, snapshot)
             if bar is not None:
                 bar.set_postfix(val=f"{record['val_psnr_db']:.2f}dB")
         if state["step"] % cfg.checkpoint_every == 0 or done:
@@ -105,9 +107,7 @@ def _loop(cfg, job, net, opt, state, bank, members, val, rng, out) -> None:
 
 def snapshot_path(out: Path, step: int) -> Path:
     """Weights saved at each validation, to score the classes together as training went."""
-    path = out / "snapshots" / f"step{step:07d}.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    return out / "snapshots" / f"step{step:07d}.safetensors"
 
 
 def set_lr(opt: torch.optim.Optimizer, lr0: float, final_ratio: float, step: int, steps: int) -> None:
