@@ -193,10 +193,23 @@ def _teardown(name: str, stage: Stage | None, ok: bool, socks: _Sockets) -> None
             stage.teardown(ok)
         if ok and stage is not None:
             socks.tell(m.control(m.DONE, name, stats=stage.stats()))
+            _await_release(socks)
     except Exception as e:  # a failing teardown (e.g. a full disk at finalise) is reported
         _report_error(socks, name, e)
     finally:
         socks.close(ok)
+
+
+def _await_release(socks: _Sockets) -> None:
+    """Keep the sockets open until the supervisor's STOP says the run is over (or the stall
+    timeout passes): a socket closed while its last messages still wait in its queue can lose
+    them, linger or not (seen over ipc with a high-water mark of 2), and then downstream waits
+    for an EOS that never comes."""
+    deadline = time.monotonic() + socks.wiring.stall_timeout_ms / 1000
+    while (left_ms := (deadline - time.monotonic()) * 1000) > 0:
+        if socks.control.poll(min(_POLL_MS, left_ms)):
+            if m.decode(socks.control.recv_multipart(copy=False)).kind == m.STOP:
+                return
 
 
 def _report_error(socks: _Sockets, name: str, e: BaseException) -> None:

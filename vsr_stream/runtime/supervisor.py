@@ -152,9 +152,8 @@ class Supervisor:
             self._send(name, m.STOP)
 
     def _shutdown(self) -> None:
-        for name in self.state.ready:
-            if name not in self.state.done:
-                self._send(name, m.STOP)
+        for name in self.state.ready:  # the finished ones wait for this before closing their sockets
+            self._send(name, m.STOP)
         deadline = time.monotonic() + _JOIN_S
         for h in self.handles:
             h.join(max(0.0, deadline - time.monotonic()))
