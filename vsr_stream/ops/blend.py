@@ -10,6 +10,7 @@ functions define the result; ``kernels/blend.cu`` must match them. ``xp`` is num
 
 from __future__ import annotations
 
+import functools
 from types import ModuleType
 from typing import Any
 
@@ -29,6 +30,21 @@ def feather_weights(h: int, w: int, ramp_px: int, xp: ModuleType = np) -> Any:
     """
     if h < 1 or w < 1:
         raise ConfigError(f"feather_weights: tile size must be at least 1x1, got h={h} w={w}")
+    if xp is np:
+        return _host_feather_weights(h, w, ramp_px)
+    return _feather_weights(h, w, ramp_px, xp)
+
+
+@functools.lru_cache(maxsize=64)
+def _host_feather_weights(h: int, w: int, ramp_px: int) -> np.ndarray:
+    """Cached: every frame of a run has the same few tile shapes. Read-only, so callers cannot
+    change the cached copy."""
+    weights = _feather_weights(h, w, ramp_px, np)
+    weights.flags.writeable = False
+    return weights
+
+
+def _feather_weights(h: int, w: int, ramp_px: int, xp: ModuleType) -> Any:
     if ramp_px <= 0:
         return xp.ones((h, w), dtype=xp.float32)
     return _ramp(h, ramp_px, xp)[:, None] * _ramp(w, ramp_px, xp)[None, :]
@@ -160,7 +176,10 @@ def normalize(acc: Any, wsum: Any, dtype: Any) -> Any:
         return out
     _check_covered(int((~(wsum > 0)).sum()))
     info = np.iinfo(dtype)
-    return xp.clip(xp.rint(acc / wsum[..., None]), info.min, info.max).astype(dtype)
+    out = xp.divide(acc, wsum[..., None])  # one float32 temporary, then in place: full frames are large
+    xp.rint(out, out=out)
+    xp.clip(out, info.min, info.max, out=out)
+    return out.astype(dtype)
 
 
 def _check_covered(uncovered: int) -> None:

@@ -124,7 +124,9 @@ def tile_mad(frame: Any, prev: Any, geom: Any, xp: ModuleType | None = None) -> 
         kernel = f"tile_absdiff_{_SUFFIX[frame.dtype.name]}"
         return _tile_means_cuda(kernel, args, geom, frame.shape, 3, xp, "tile_mad")
     core = _core_bounds(geom, frame.shape, xp, "tile_mad")
-    diff = xp.abs(_as_int_rgb(frame, xp) - _as_int_rgb(prev, xp)).sum(axis=-1, dtype=xp.int64)
+    a, b = (frame, prev) if frame.dtype == np.uint8 else (frame >> 8, prev >> 8)
+    # |a - b| without widening: max - min stays in 0..255; three channels fit uint16
+    diff = (xp.maximum(a, b) - xp.minimum(a, b)).sum(axis=-1, dtype=xp.uint16)
     return _box_sums(diff, core, xp).astype(xp.float64) / _core_values(core, 3, xp)
 
 
@@ -145,7 +147,7 @@ def _box_sums(values: Any, core: tuple[Any, Any, Any, Any], xp: ModuleType) -> A
     """int64 sum of the integer ``(H, W)`` ``values`` inside each core, via a summed-area table."""
     y0, x0, y1, x1 = core
     sat = xp.zeros((values.shape[0] + 1, values.shape[1] + 1), dtype=xp.int64)
-    sat[1:, 1:] = xp.cumsum(xp.cumsum(values, axis=0), axis=1)
+    sat[1:, 1:] = xp.cumsum(xp.cumsum(values, axis=0, dtype=xp.int64), axis=1)
     return sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
 
 
