@@ -19,10 +19,10 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vsr_stream.errors import ModelInputError
+from vsr_stream.models.interp import Bicubic
 from vsr_stream.models.registry import ModelDescriptor
 
 SCALES = (2, 3, 4)
@@ -117,6 +117,7 @@ class EDSR(nn.Module):
     ) -> None:
         super().__init__()
         self.scale = scale
+        self.skip = Bicubic(scale)
         self.head = conv3x3(image_channels, channels)
         self.body = nn.Sequential(
             *(ResBlock(channels, res_scale, asymmetric=asymmetric) for _ in range(blocks)), conv3x3(channels, channels)
@@ -129,7 +130,7 @@ class EDSR(nn.Module):
             self.tail = conv3x3(channels, image_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        skip = self.skip(x)
         features = self.head(x)
         return self.tail(self.upsample(self.body(features) + features)) + skip
 

@@ -17,9 +17,9 @@ import math
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from vsr_stream.models.interp import Bicubic
 from vsr_stream.models.registry import ModelDescriptor
 
 SCALES = (2, 3, 4)
@@ -81,6 +81,7 @@ class FSRCNNPS(nn.Module):
     ) -> None:
         super().__init__()
         self.scale = scale
+        self.skip = Bicubic(scale)
         self.body = _body(feature_channels, shrink_channels, n_map_layers, image_channels)
         self.tail = nn.Conv2d(feature_channels, image_channels * scale * scale, 3, padding=1)
         self.shuffle = nn.PixelShuffle(scale)
@@ -89,7 +90,7 @@ class FSRCNNPS(nn.Module):
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        skip = self.skip(x)
         return self.shuffle(self.tail(self.body(x))) + skip
 
 

@@ -10,6 +10,8 @@ What counts, per forward pass (one MAC = one multiply and its accumulate):
   borders, padding and ``output_padding`` are honest; in the interior a stride-s, k-tap
   kernel averages ``(k / s)**2`` taps per output element.
 * ``nn.Linear``: ``in_features`` MACs per output element.
+* :class:`~vsr_stream.models.interp.Bicubic` (the bicubic skips and chroma, a polyphase
+  convolution): 16 per output element and channel, its non-zero taps.
 * ``F.interpolate``: the real work of the kernel per output element and channel: bicubic
   16 (a 4x4 tap window), bilinear 4, nearest 0. Upsampling only (antialiased downsampling
   has wider kernels and is refused).
@@ -31,6 +33,7 @@ from torch.overrides import TorchFunctionMode
 from vsr_stream.errors import ModelInputError
 from vsr_stream.geometry import plan_tiles
 from vsr_stream.messages import GEOM_COLUMNS
+from vsr_stream.models.interp import Bicubic
 
 INTERPOLATE_TAPS_2D = {"nearest": 0, "nearest-exact": 0, "bilinear": 4, "bicubic": 16}
 _FREE_MODULES = (nn.ReLU, nn.PReLU, nn.LeakyReLU, nn.PixelShuffle, nn.Identity)
@@ -130,6 +133,8 @@ def _layer_macs(layer: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
         return out.shape[0] * layer.out_channels * (layer.in_channels // layer.groups) * row_taps * col_taps
     if isinstance(layer, nn.Linear):
         return out.numel() * layer.in_features
+    if isinstance(layer, Bicubic):
+        return out.numel() * Bicubic.TAPS_2D
     return 0
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vsr_stream.errors import ModelInputError
 from vsr_stream.models.edsr import UPSAMPLER_RADIUS_PX, ResBlock, conv3x3, upsampler
+from vsr_stream.models.interp import Bicubic
 from vsr_stream.models.registry import ModelDescriptor
 
 SCALES = (2, 3, 4)
@@ -43,16 +43,17 @@ class MDSR(nn.Module):
         self.body = nn.Sequential(*(ResBlock(channels) for _ in range(blocks)), conv3x3(channels, channels))
         self.upsample = nn.ModuleDict({str(s): upsampler(channels, s) for s in self.scales})
         self.tail = conv3x3(channels, 3)
+        self.skip = Bicubic(scale)
         self.set_scale(scale)
 
     def set_scale(self, scale: int) -> None:
         """Make later forward passes upscale by ``scale``; raises ModelInputError if it has no branch."""
         if scale not in self.scales:
             raise ModelInputError(f"MDSR has branches for scales {self.scales}, not {scale!r}")
-        self.scale = scale
+        self.scale = self.skip.scale = scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        skip = self.skip(x)
         features = self.pre_process[str(self.scale)](self.head(x))
         features = self.body(features) + features
         return self.tail(self.upsample[str(self.scale)](features)) + skip

@@ -9,11 +9,11 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vsr_stream.models import edsr
-from vsr_stream.models.fsrcnn import FSRCNNPS, SCALES, ps_receptive_radius_px
+from vsr_stream.models.fsrcnn import FSRCNNPS, N_MAP_LAYERS, SCALES, ps_receptive_radius_px
+from vsr_stream.models.interp import Bicubic
 from vsr_stream.models.registry import ModelDescriptor
 
 # BT.601 on [0, 1]: ycbcr = RGB_TO_YCBCR @ rgb + OFFSET (the SR papers' Y, studio range).
@@ -29,19 +29,20 @@ class YChannel(nn.Module):
     def __init__(self, net: nn.Module, scale: int) -> None:
         super().__init__()
         self.net, self.scale = net, scale
+        self.chroma = Bicubic(scale)
         self.register_buffer("to_ycc", RGB_TO_YCBCR.float(), persistent=False)
         self.register_buffer("to_rgb", torch.linalg.inv(RGB_TO_YCBCR).float(), persistent=False)
         self.register_buffer("offset", OFFSET.float().view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ycc = torch.einsum("ij,njhw->nihw", self.to_ycc.to(x.dtype), x) + self.offset.to(x.dtype)
-        chroma = F.interpolate(ycc[:, 1:], scale_factor=self.scale, mode="bicubic", align_corners=False)
+        chroma = self.chroma(ycc[:, 1:])
         up = torch.cat([self.net(ycc[:, :1]), chroma], dim=1) - self.offset.to(x.dtype)
         return torch.einsum("ij,njhw->nihw", self.to_rgb.to(x.dtype), up)
 
 
-def fsrcnn_ps_y(scale: int, feature_channels: int) -> YChannel:
-    return YChannel(FSRCNNPS(scale, feature_channels, image_channels=1), scale)
+def fsrcnn_ps_y(scale: int, feature_channels: int, n_map_layers: int = N_MAP_LAYERS) -> YChannel:
+    return YChannel(FSRCNNPS(scale, feature_channels, n_map_layers=n_map_layers, image_channels=1), scale)
 
 
 def edsr_y(scale: int, blocks: int, channels: int) -> YChannel:
@@ -55,6 +56,15 @@ DESCRIPTORS = tuple(
         description=f"FSRCNN-PS d={d} on BT.601 luma, bicubic chroma", family="fsrcnn",
     )
     for d in (16, 36, 56)
+) + tuple(
+    # A deeper mapping (m = 6) for the same width: at x4 it still fits the multiply-add budget
+    # of an RGB FSRCNN-56 (see docs/quality.md).
+    ModelDescriptor(
+        name=f"fsrcnn-ps-{d}-m{m}-y", scales=SCALES, builder=partial(fsrcnn_ps_y, feature_channels=d, n_map_layers=m),
+        learned=True, supports_half=True, receptive_radius_px=ps_receptive_radius_px(m), min_size_px=1,
+        description=f"FSRCNN-PS d={d}, m={m} on BT.601 luma, bicubic chroma", family="fsrcnn",
+    )
+    for d, m in ((56, 6),)
 ) + tuple(
     ModelDescriptor(
         name=f"edsr-b{b}c{c}-y", scales=SCALES, builder=partial(edsr_y, blocks=b, channels=c),

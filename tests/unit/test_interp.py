@@ -1,0 +1,39 @@
+"""The polyphase bicubic equals PyTorch's bicubic kernel, edges included."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vsr_stream.models.interp import Bicubic, bicubic_upsample, phase_taps
+from vsr_stream.models.macs import count_macs
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 2, 5), (1, 3, 17, 23), (1, 2, 40, 9)])
+def test_matches_torch_bicubic(scale, shape):
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(sum(shape) + scale))
+    want = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    got = bicubic_upsample(x, scale)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-4, rtol=0)  # 3e-5 at x3: torch's float32 1/3
+
+
+def test_phase_taps_sum_to_one_and_use_at_most_four_taps():
+    for scale in (2, 3, 4):
+        taps = phase_taps(scale)
+        assert torch.allclose(taps.sum(dim=1), torch.ones(scale, dtype=torch.float64))
+        assert ((taps != 0).sum(dim=1) <= 4).all()
+
+
+def test_counted_as_sixteen_macs_per_output_value():
+    x = torch.rand(1, 3, 8, 10)
+    assert count_macs(Bicubic(4), x) == 16 * 3 * 32 * 40
+
+
+def test_half_precision_runs_in_that_dtype():
+    x = torch.rand(1, 3, 6, 7).bfloat16()
+    y = bicubic_upsample(x, 2)
+    assert y.dtype == torch.bfloat16
+    assert torch.allclose(y.float(), bicubic_upsample(x.float(), 2), atol=2e-2)
