@@ -106,12 +106,26 @@ class BranchConfig(_Section):
     max_batch: int = Field(64, ge=1, description="Most tiles per forward pass.")
     max_wait_ms: int = Field(5, ge=0, description="Longest time a tile waits for its batch to fill.")
     threads: int = Field(0, ge=0, description="Torch intra-op threads per worker; 0 keeps torch's default.")
-    precision: Literal["fp32", "fp16", "bf16"] = Field(
-        "fp32", description="Arithmetic of the network: fp32, or fp16/bf16 (half the memory traffic); a half-"
-        "precision batch whose output has NaN/Inf is run again in fp32 and counted.")
+    precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = Field(
+        "auto", description="Arithmetic of the network. auto: bf16 where the device computes bf16 natively "
+        "(CPU AVX512_BF16/AMX, CUDA) and the model's card records a bf16 cost of at most 0.02 dB on every "
+        "validation set, else fp32 (the choice and its reason are logged). fp16/bf16: half the memory traffic; "
+        "a half-precision batch whose output has NaN/Inf is run again in fp32 and counted. int8 (CPU only): "
+        "the convolutions quantized after training, calibrated at load on built-in pictures.")
+    layout: Literal["auto", "channels_last", "contiguous"] = Field(
+        "auto", description="Memory layout of the network's convolution weights: channels_last (NHWC "
+        "convolutions) or contiguous (NCHW); auto picks by model family and device (rule and measurements in "
+        "vsr_stream/models/inference.py).")
     self_ensemble: bool = Field(
         False, description="Average the 8 flips/rotations of each tile (EDSR's geometric self-ensemble): "
         "better quality for 8x the work.")
+
+    @model_validator(mode="after")
+    def _int8_on_cpu(self) -> "BranchConfig":
+        if self.precision == "int8" and self.device.split(":")[0] != "cpu":
+            raise ValueError(f"precision int8 runs on the CPU only (quantized CPU kernels), not on device "
+                             f"{self.device!r}; use bf16 or fp16 there")
+        return self
 
 
 class UpscaleConfig(_Section):
@@ -131,6 +145,24 @@ class StitchConfig(_Section):
         ge=0,
         description="Width of the blending ramp at tile edges, in LR pixels; None uses overlap_px.",
     )
+
+
+class ReuseConfig(_Section):
+    """Temporal reuse: a tile whose LR core has not changed since it was last upscaled takes the
+    previous output frame's pixels instead of going through a branch network."""
+
+    enabled: bool = Field(True, description="Reuse unchanged tiles from the previous output frame.")
+    mad_threshold: float = Field(
+        1.0, ge=0, description="A tile is unchanged when every block of its core has a mean |difference| from "
+        "the core it had when last upscaled of at most this, per LR pixel and channel on the 0-255 scale "
+        "(uint16 frames are compared as value >> 8). 0 reuses only identical cores.")
+    block_px: int = Field(
+        16, ge=1, description="Side of the blocks the difference is averaged over, in LR pixels (each core is "
+        "split into evenly sized blocks of about this side): small enough that a small moving object is not "
+        "averaged away over a large tile.")
+    max_age_frames: int = Field(
+        30, ge=1, description="A tile reused this many frames in a row is upscaled again, which bounds drift "
+        "(the first refreshes after a reset are staggered over this many frames, so they do not all come at once).")
 
 
 class EncodeConfig(_Section):
@@ -177,6 +209,7 @@ class PipelineConfig(_Section):
     classify: ClassifyConfig = Field(default_factory=ClassifyConfig, description="TVAT classification.")
     upscale: UpscaleConfig = Field(default_factory=UpscaleConfig, description="Branches, one per class.")
     stitch: StitchConfig = Field(default_factory=StitchConfig, description="Overlap blending.")
+    reuse: ReuseConfig = Field(default_factory=ReuseConfig, description="Temporal reuse of unchanged tiles.")
     encode: EncodeConfig = Field(default_factory=EncodeConfig, description="Output encoding.")
     transport: TransportConfig = Field(default_factory=TransportConfig, description="Stage placement.")
 

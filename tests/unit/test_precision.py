@@ -18,7 +18,7 @@ def _windows(n=3, h=11, w=14, seed=0):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_half_precision_is_close_to_fp32(precision):
     torch.manual_seed(0)
-    fp32 = BranchModel(BranchConfig(model="fsrcnn-ps-36"), 2, allow_random=True)
+    fp32 = BranchModel(BranchConfig(model="fsrcnn-ps-36", precision="fp32"), 2, allow_random=True)
     torch.manual_seed(0)
     half = BranchModel(BranchConfig(model="fsrcnn-ps-36", precision=precision), 2, allow_random=True)
     assert next(half.module.parameters()).dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
@@ -50,5 +50,5 @@ def test_overflowing_batches_are_redone_in_fp32_and_counted(caplog):
 
 
 def test_fp32_keeps_no_fallback_copy():
-    branch = BranchModel(BranchConfig(model="fsrcnn-ps-16"), 2, allow_random=True)
-    assert branch.fallback is None and branch.dtype == torch.float32
+    branch = BranchModel(BranchConfig(model="fsrcnn-ps-16", precision="fp32"), 2, allow_random=True)
+    assert branch.fallback is None and branch.dtype == torch.float32 and branch.precision == "fp32"

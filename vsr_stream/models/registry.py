@@ -134,6 +134,18 @@ def shipped_weights_file(stem: str) -> Path:
     return path
 
 
+def weights_file(name: str, scale: int, weights: str | Path | None) -> Path | None:
+    """The weights file model ``name`` loads at ``scale``: ``weights`` (a path, or ``"@stem"`` for a
+    shipped file), else the shipped file if there is one; None for a model without weights or a
+    learned one with none here. Raises ConfigError for an unknown ``@stem``."""
+    if not get(name).learned:
+        return None
+    if weights is not None:
+        return shipped_weights_file(str(weights)[1:]) if str(weights).startswith("@") else Path(weights)
+    shipped = shipped_weights_path(name, scale)
+    return shipped if shipped.is_file() else None
+
+
 def _resolve_weights(
     desc: ModelDescriptor, scale: int, weights: str | Path | None, allow_random: bool
 ) -> Path | None:
@@ -141,11 +153,10 @@ def _resolve_weights(
         if weights is not None:
             raise ConfigError(f"model {desc.name!r} has no weights to load (got weights={weights})")
         return None
-    if weights is not None:
-        return shipped_weights_file(str(weights)[1:]) if str(weights).startswith("@") else Path(weights)
+    found = weights_file(desc.name, scale, weights)
+    if found is not None:
+        return found
     shipped = shipped_weights_path(desc.name, scale)
-    if shipped.is_file():
-        return shipped
     if not allow_random:
         raise ConfigError(
             f"model {desc.name!r} has no trained weights for x{scale} (looked for {shipped}); "

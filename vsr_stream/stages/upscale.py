@@ -73,9 +73,10 @@ class UpscaleStage(Stage):
         return group, np.concatenate(hr) if len(hr) > 1 else hr[0]
 
     def stats(self) -> dict[str, Any]:
-        retries = self.model.fp32_retries if self.model is not None else 0
+        model = self.model
         return {"cls": self.cls, "tiles": self.tiles, "batches": self.batches, "busy_s": self.busy_s,
-                "fp32_retries": retries}
+                "fp32_retries": model.fp32_retries if model else 0,
+                "precision": model.precision if model else None, "layout": model.layout if model else None}
 
 
 def _by_shape(msgs: list[m.Message]) -> list[list[m.Message]]:

@@ -2,7 +2,8 @@
 
     vsr-stream ship configs/train/x4-one-fsrcnn-ps-56-y.toml --branch 0 --as fsrcnn-ps-56-y_x4
 
-writes ``vsr_stream/models/weights/<stem>.safetensors`` and ``<stem>.md``. The card states the
+writes ``vsr_stream/models/weights/<stem>.safetensors``, ``<stem>.md`` and ``<stem>.json`` (the card's
+numbers for programs: :class:`vsr_stream.models.inference.CardNumbers`). The card states the
 model and its cost, the training data and its licence terms, iterations and wall time, the
 validation PSNR during training, whole-image Set5/Set14 scores in fp32 and in bf16 (when the
 sr-val folder is at hand), and the commands that reproduce the file.
@@ -22,6 +23,7 @@ import torch
 from vsr_stream.config import TrainConfig
 from vsr_stream.errors import ConfigError
 from vsr_stream.models import build_model, get
+from vsr_stream.models.inference import CardNumbers, card_sidecar_path
 from vsr_stream.models.macs import macs_per_output_pixel
 from vsr_stream.models.registry import SHIPPED_WEIGHTS_DIR
 from vsr_stream.train.trainer import branch_dir
@@ -56,7 +58,18 @@ def ship(cfg: TrainConfig, config_path: str, branch: int, stem: str, dest: Path 
     scores = _scores(cfg.branches[branch].model, cfg.scale, target, val_root or cfg.val_root)
     card = dest / f"{stem}.md"
     card.write_text(render_card(cfg, config_path, branch, stem, target, history, scores), encoding="utf-8")
+    card_numbers(cfg.branches[branch].model, cfg.scale, target, scores).write(card_sidecar_path(target))
     return card
+
+
+def card_numbers(model: str, scale: int, weights: Path, scores: dict[str, dict[str, Any]]) -> CardNumbers:
+    """The card's numbers for its machine-readable sidecar (what "auto" precision reads), from ``scores``
+    as :func:`_scores` returns them (empty without sr-val: no bf16 cost recorded, so "auto" keeps fp32)."""
+    fp32 = {s: round(row["fp32"][0], 4) for s, row in scores.items()}
+    bf16 = {s: round(row["bf16"][0], 4) for s, row in scores.items()}
+    return CardNumbers(model=model, scale=scale, sha256=hashlib.sha256(weights.read_bytes()).hexdigest(),
+                       fp32_psnr_db=fp32, bf16_psnr_db=bf16,
+                       bf16_cost_db={s: round(row["bf16"][0] - row["fp32"][0], 4) for s, row in scores.items()})
 
 
 def _scores(model: str, scale: int, weights: Path, root: str | None) -> dict[str, dict[str, Any]]:
