@@ -49,6 +49,7 @@ class Report:
     latency_p95_ms: float | None = None
     ingest_drops: int = 0  # live input: frames dropped at ingest to keep the latency budget
     reconnects: int = 0  # live input: connections re-established after a stall, error or end
+    tiles_reused: int = 0  # tiles taken unchanged from the previous output frame (temporal reuse)
 
     @property
     def fp32_retries(self) -> int:
@@ -66,6 +67,8 @@ class Report:
         total = sum(self.tiles_per_class) or 1
         shares = ", ".join(f"class {k}: {n} ({100 * n / total:.1f}%)" for k, n in enumerate(self.tiles_per_class))
         notes = [f"{self.passthrough_packets} passthrough packets copied"]
+        if self.tiles_reused:
+            notes.append(f"{self.tiles_reused} tiles reused from the previous frame")
         if self.dropped_packets:
             notes.append(f"{self.dropped_packets} passthrough packets NOT written (the output cannot hold them)")
         if self.resized_frames:
@@ -98,7 +101,7 @@ def check_models(cfg: PipelineConfig) -> None:
             build_model(branch.model, cfg.scale, weights=branch.weights, allow_random=cfg.upscale.allow_random_weights)
         except (LookupError, ValueError) as e:
             raise ConfigError(f"upscale.branches.{k}: {e}") from e
-        if branch.precision != "fp32" and not get(branch.model).supports_half:
+        if branch.precision in ("fp16", "bf16") and not get(branch.model).supports_half:
             raise ConfigError(f"upscale.branches.{k}.precision: {branch.model} runs only in fp32")
         radius = get(branch.model).receptive_radius_px
         if cfg.tiling.context_px < radius:
@@ -125,8 +128,6 @@ def upscale(input: str | os.PathLike[str], output: str | os.PathLike[str], *, sc
     live = is_live_url(src)
     cfg = resolve_config(LIVE_PRESET if config is None and live else config, scale, overrides)
     check_output(dst, cfg.encode.overwrite, live)
-    if live and cfg.transport.mode == "fused":
-        raise ConfigError("transport.mode: live inputs need a staged transport (inproc, ipc or tcp), not fused")
     if live:
         total = cfg.decode.max_frames  # no probe: the decode stage's connection is the only one
     else:
@@ -165,6 +166,7 @@ def _run_graph(cfg: PipelineConfig, src: str, dst: str, on_progress: Callable[[d
 def _report(cfg: PipelineConfig, src: str, dst: str, stats: dict[str, dict[str, Any]], elapsed: float) -> Report:
     return Report(input=redact_url(src), output=redact_url(dst), scale=cfg.scale, frames=stats["encode"]["frames"],
                   tiles_per_class=stats["classify"]["tiles_per_class"],
+                  tiles_reused=stats["classify"].get("tiles_reused", 0),
                   passthrough_packets=stats["encode"]["packets_written"],
                   dropped_packets=stats["encode"]["packets_dropped"],
                   resized_frames=stats["encode"]["resized_frames"], elapsed_s=elapsed,

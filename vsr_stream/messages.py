@@ -23,7 +23,7 @@ VERSION = 1
 # Data kinds.
 STREAMS = "streams"  # decode -> encode: source description (once, before anything else)
 FRAME = "frame"  # decode -> classify (LR) and stitch -> encode (HR)
-PLAN = "plan"  # classify -> stitch: a frame's geometry and tile count
+PLAN = "plan"  # classify -> stitch: a frame's size, dtype, upscaled tile count and reused tiles (below)
 TILES = "tiles"  # classify -> upscale[k]: windows of one class of one frame
 RESULT = "result"  # upscale[k] -> stitch: the upscaled windows of one TILES message
 PACKET = "packet"  # decode -> encode: a passthrough (audio/subtitle/data) packet
@@ -46,6 +46,11 @@ _ALLOWED_DTYPES = frozenset({"uint8", "uint16", "int32", "int64", "float16", "fl
 # Columns of the int32 tile-geometry array carried by TILES and RESULT (one row per tile).
 # core: the tile whose upscaled pixels are blended; window: the LR pixels cut for the net.
 GEOM_COLUMNS = ("tile_id", "y0", "x0", "h", "w", "wy0", "wx0", "wh", "ww")
+
+# PLAN: header {index, pts, time_base, duration, name, h, w, dtype, n_tiles}; n_tiles counts the
+# tiles sent to branches (the RESULT rows stitch waits for). Payload: none when no tile is reused,
+# else one int32 (r, 9) GEOM_COLUMNS array, r >= 1: the tiles stitch fills from the previous output
+# frame instead (temporal reuse). n_tiles + r is the frame's whole tile plan.
 
 
 @dataclass

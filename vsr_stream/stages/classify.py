@@ -1,8 +1,9 @@
 """Classify stage: cuts each LR frame into overlapping tiles and routes them by TVAT class.
 
 Receives: FRAME (LR) on classify_in.
-Emits: PLAN (geometry, tile count) on 'plans' to stitch; TILES (windows of one class, in chunks
-of that branch's max_batch) on 'tiles<k>' to the class-k worker pool.
+Emits: PLAN (geometry, tile count, the tiles reused from the previous output) on 'plans' to stitch;
+TILES (windows of one class, in chunks of that branch's max_batch) on 'tiles<k>' to the class-k
+worker pool. Reused tiles (see :class:`ReuseTracker`) go to no branch.
 Binds: classify_in (PULL), tiles<k> (PUSH fan-out). Connects: stitch_in. Queue policy: block.
 """
 
@@ -15,10 +16,11 @@ from typing import Any, Iterator
 import numpy as np
 
 from vsr_stream import messages as m
-from vsr_stream.config import BranchConfig, ClassifyConfig, PipelineConfig, TilingConfig
+from vsr_stream.config import BranchConfig, ClassifyConfig, PipelineConfig, ReuseConfig, TilingConfig
 from vsr_stream.errors import ProtocolError
 from vsr_stream.geometry import plan_tiles
 from vsr_stream.ops import array_module
+from vsr_stream.ops.reuse import core_change, core_rows, decide_reuse, first_ages
 from vsr_stream.ops.tvat import classify, tile_tvat, vsp
 from vsr_stream.stage import Out, Stage
 
@@ -61,6 +63,41 @@ def cut_windows(frame: Any, geom: np.ndarray) -> Any:
     return positions[xp.asarray(geom[:, 5]), xp.asarray(geom[:, 6])]
 
 
+class ReuseTracker:
+    """Which tiles of each frame are reused from the previous output (:mod:`vsr_stream.ops.reuse`).
+
+    Keeps, per tile, its LR core as it was when last upscaled (on the frame's device) and how many
+    frames in a row it has been reused (staggered after a reset: :func:`~vsr_stream.ops.reuse.first_ages`).
+    Nothing is reused on the first frame, after a change of frame size or dtype, or after a gap in
+    the frame indices (a frame this tracker did not see).
+    """
+
+    def __init__(self, cfg: ReuseConfig) -> None:
+        self.cfg = cfg
+        self.reference: Any = None  # (n, h, w, 3) cores, as last upscaled
+        self.age = np.zeros(0, dtype=np.int64)
+        self.expected: tuple[Any, ...] | None = None  # (shape, dtype, index) of a frame that continues
+        self.reused_total = 0
+
+    def reused(self, frame: Any, geom: np.ndarray, index: int) -> np.ndarray:
+        """Host bool ``(n,)``: the tiles of ``frame`` (``geom`` rows, frame number ``index``) to reuse.
+        The other tiles are upscaled, and their references become this frame's cores."""
+        if not self.cfg.enabled:
+            return np.zeros(len(geom), dtype=bool)
+        cores = cut_windows(frame, core_rows(geom))
+        continues = self.expected == (frame.shape, frame.dtype.name, index)
+        self.expected = (frame.shape, frame.dtype.name, index + 1)
+        if not continues:  # first frame, new size or dtype, or a frame missed: start afresh
+            self.reference, self.age = cores, first_ages(len(geom), self.cfg.max_age_frames)
+            return np.zeros(len(geom), dtype=bool)
+        change = core_change(cores, self.reference, self.cfg.block_px)
+        reused, self.age = decide_reuse(change, self.age, self.cfg.mad_threshold, self.cfg.max_age_frames)
+        upscaled = array_module(cores).asarray(np.flatnonzero(~reused))
+        self.reference[upscaled] = cores[upscaled]
+        self.reused_total += int(reused.sum())
+        return reused
+
+
 class ClassifyStage(Stage):
     name = "classify"
 
@@ -68,6 +105,7 @@ class ClassifyStage(Stage):
         self.cfg = cfg
         self.frames = 0
         self.tiles_per_class = [0] * cfg.n_classes
+        self.reuse = ReuseTracker(cfg.reuse)
         self.busy_s = 0.0
 
     def process(self, msg: m.Message) -> Iterator[Out]:
@@ -80,11 +118,12 @@ class ClassifyStage(Stage):
         h, w = frame.shape[:2]
         geom = tile_plan(h, w, self.cfg.tiling)
         classes = tile_classes(frame, geom, self.cfg.classify)
+        reused = self.reuse.reused(frame, geom, msg.header["index"])
         self.frames += 1
         header = {k: msg.header[k] for k in ("index", "pts", "time_base", "duration", "name")}
-        plan = {**header, "h": h, "w": w, "n_tiles": len(geom), "dtype": frame.dtype.name}
-        outs = [("plans", m.Message(m.PLAN, plan))]
-        outs += list(self._tiles(frame, geom, classes, msg.header["index"]))
+        plan = {**header, "h": h, "w": w, "n_tiles": int((~reused).sum()), "dtype": frame.dtype.name}
+        outs = [("plans", m.Message(m.PLAN, plan, [geom[reused]] if reused.any() else []))]
+        outs += list(self._tiles(frame, geom[~reused], classes[~reused], msg.header["index"]))
         self.busy_s += time.perf_counter() - t0
         yield from outs
 
@@ -101,4 +140,5 @@ class ClassifyStage(Stage):
         yield "plans", m.eos(self.frames, path="plans")
 
     def stats(self) -> dict[str, Any]:
-        return {"frames": self.frames, "tiles_per_class": self.tiles_per_class, "busy_s": self.busy_s}
+        return {"frames": self.frames, "tiles_per_class": self.tiles_per_class,
+                "tiles_reused": self.reuse.reused_total, "busy_s": self.busy_s}

@@ -1,7 +1,9 @@
 """Stitch stage: blends upscaled tiles back into HR frames and releases them in order.
 
 Receives: PLAN (from classify) and RESULT (from every branch worker) on stitch_in, in any order.
-Emits: FRAME (HR) on 'frames' to encode, strictly by frame index, each exactly once.
+Emits: FRAME (HR) on 'frames' to encode, strictly by frame index, each exactly once. A PLAN's
+reused tiles are filled from the previous output frame when their frame is released (it is final
+by then); only that one previous frame is kept.
 Binds: stitch_in (PULL fan-in). Connects: encode_in. Ends after classify's EOS once every
 planned frame is complete.
 """
@@ -17,9 +19,11 @@ import numpy as np
 
 from vsr_stream import messages as m
 from vsr_stream.config import PipelineConfig
-from vsr_stream.errors import ProtocolError
+from vsr_stream.errors import ModelInputError, ProtocolError
 from vsr_stream.ops.blend import accumulate_tiles, normalize
+from vsr_stream.ops.reuse import core_rows, scaled_rows
 from vsr_stream.stage import Out, Stage
+from vsr_stream.stages.classify import cut_windows
 
 
 def feather_ramp_px(cfg: PipelineConfig) -> int:
@@ -35,12 +39,27 @@ def hr_canvas(h: int, w: int, scale: int, xp: ModuleType = np) -> tuple[Any, Any
     return xp.zeros((h * scale, w * scale, 3), xp.float32), xp.zeros((h * scale, w * scale), xp.float32)
 
 
+def fill_reused(acc: Any, wsum: Any, previous: Any, geom: np.ndarray, scale: int, ramp_px: int) -> None:
+    """Blend the reused tiles ``geom`` (int ``(n, 9)`` LR rows, n >= 1) from ``previous``, the last
+    output frame, into ``acc`` and ``wsum`` in place: each tile's HR core region of ``previous``
+    with the feather weights :func:`~vsr_stream.ops.blend.accumulate_tiles` gives an upscaled tile.
+    ``previous``: ``(H, W, C)`` integer frame of ``acc``'s shape, on ``acc``'s device.
+    Raises :class:`ModelInputError` if the shapes differ or a core lies outside the frame.
+    """
+    if tuple(previous.shape) != tuple(acc.shape):
+        raise ModelInputError(f"fill_reused: the previous frame is {tuple(previous.shape)}, the canvas "
+                              f"{tuple(acc.shape)}")
+    cores = core_rows(geom)
+    accumulate_tiles(acc, wsum, cut_windows(previous, scaled_rows(cores, scale)), cores, scale, ramp_px)
+
+
 @dataclass
 class _Canvas:
     plan: m.Message
     acc: np.ndarray
     wsum: np.ndarray
     remaining: int
+    reused: np.ndarray  # LR rows of the tiles filled from the previous output frame, at release
 
 
 class StitchStage(Stage):
@@ -51,7 +70,9 @@ class StitchStage(Stage):
         self.ramp_px = feather_ramp_px(cfg)
         self.canvases: dict[int, _Canvas] = {}
         self.early: dict[int, list[m.Message]] = {}
-        self.done: dict[int, m.Message] = {}
+        self.done: dict[int, m.Message | _Canvas] = {}  # complete; a canvas still needs its reused tiles
+        self.keep_previous = cfg.reuse.enabled
+        self.previous: np.ndarray | None = None  # the last released frame, while reuse is on
         self.next_index = 0
         self.plans = 0
         self.plans_expected: int | None = None
@@ -66,15 +87,19 @@ class StitchStage(Stage):
             self._result(msg)
         else:
             raise ProtocolError(f"stitch expects {m.PLAN} or {m.RESULT}, got {msg.kind}")
+        released = list(self._release())
         self.busy_s += time.perf_counter() - t0
-        yield from self._release()
+        yield from released
 
     def _plan(self, msg: m.Message) -> None:
         index = msg["index"]
         if index in self.canvases or index in self.done or index < self.next_index:
             raise ProtocolError(f"stitch: frame {index} planned twice")
         self.plans += 1
-        self.canvases[index] = _Canvas(msg, *hr_canvas(msg["h"], msg["w"], self.scale), msg["n_tiles"])
+        canvas = _Canvas(msg, *hr_canvas(msg["h"], msg["w"], self.scale), msg["n_tiles"], _reused_rows(msg))
+        self.canvases[index] = canvas
+        if canvas.remaining == 0:  # every tile reused
+            self._complete(index)
         for early in self.early.pop(index, []):
             self._result(early)
 
@@ -92,16 +117,31 @@ class StitchStage(Stage):
         if canvas.remaining < 0:
             raise ProtocolError(f"stitch: frame {index} received more tiles than its plan's {canvas.plan['n_tiles']}")
         if canvas.remaining == 0:
-            del self.canvases[index]
-            dtype = np.dtype(canvas.plan["dtype"])
-            self.done[index] = m.Message(m.FRAME, _frame_header(canvas.plan), [normalize(canvas.acc, canvas.wsum, dtype)])
+            self._complete(index)
+
+    def _complete(self, index: int) -> None:
+        """All of frame ``index``'s upscaled tiles are in: normalise now, or at release if it reuses tiles."""
+        canvas = self.canvases.pop(index)
+        self.done[index] = canvas if len(canvas.reused) else _finished(canvas)
 
     def _release(self) -> Iterator[Out]:
         while self.next_index in self.done:
             frame = self.done.pop(self.next_index)
+            if isinstance(frame, _Canvas):
+                frame = self._fill_reused(frame)
+            if self.keep_previous:
+                self.previous = frame.arrays[0]
             self.next_index += 1
             self.released += 1
             yield "frames", frame
+
+    def _fill_reused(self, canvas: _Canvas) -> m.Message:
+        prev, plan = self.previous, canvas.plan
+        if prev is None or prev.shape != canvas.acc.shape or prev.dtype.name != plan["dtype"]:
+            got = "no previous frame" if prev is None else f"a previous frame of {prev.shape} {prev.dtype}"
+            raise ProtocolError(f"stitch: frame {plan['index']} reuses {len(canvas.reused)} tile(s) but there is {got}")
+        fill_reused(canvas.acc, canvas.wsum, prev, canvas.reused, self.scale, self.ramp_px)
+        return _finished(canvas)
 
     def drained(self) -> bool:
         return not self.canvases and not self.early and not self.done
@@ -119,6 +159,23 @@ class StitchStage(Stage):
 
     def stats(self) -> dict[str, Any]:
         return {"frames": self.released, "busy_s": self.busy_s}
+
+
+def _reused_rows(plan: m.Message) -> np.ndarray:
+    """The PLAN's reused tile rows (``(r, 9)`` int32, r >= 1), or none when it has no payload."""
+    if not plan.arrays:
+        return np.zeros((0, len(m.GEOM_COLUMNS)), np.int32)
+    rows = plan.arrays[0]
+    if len(plan.arrays) != 1 or rows.ndim != 2 or rows.shape[1] != len(m.GEOM_COLUMNS) or not len(rows):
+        raise ProtocolError(f"stitch: a plan's payload must be one (r >= 1, {len(m.GEOM_COLUMNS)}) array of reused "
+                            f"tiles, got {[tuple(a.shape) for a in plan.arrays]}")
+    return rows
+
+
+def _finished(canvas: _Canvas) -> m.Message:
+    """The HR FRAME of a complete canvas."""
+    out = normalize(canvas.acc, canvas.wsum, np.dtype(canvas.plan["dtype"]))
+    return m.Message(m.FRAME, _frame_header(canvas.plan), [out])
 
 
 def _frame_header(plan: m.Message) -> dict[str, Any]:
