@@ -4,6 +4,8 @@ Binds 127.0.0.1:PORT (0 picks a free port) and prints ``READY <port>`` on stdout
 Mounts:
   /cam         a live camera: moving test pattern, H.264 (x264 zerolatency, 1 s GOP) + AAC tone;
                one pipeline per client (a shared one answers 503 while the last client leaves)
+  /switch      like /cam without audio, but the picture size doubles after 1.5 s (a mid-stream
+               resolution change: x264 sends new parameter sets)
   /relay       RECORD: accepts one publisher (H.264 video + optional AAC), video forwarded to /relay-view
   /relay-view  PLAY: what the publisher of /relay sends, for any number of readers
 Runs until SIGTERM/SIGINT. Not part of the package: it needs python3-gi and the GStreamer plugins.
@@ -32,6 +34,22 @@ def camera_launch(width: int, height: int, fps: int, audio: bool) -> str:
     sound = (" audiotestsrc is-live=true wave=sine freq=440 ! audio/x-raw,rate=48000,channels=1 "
              "! audioconvert ! avenc_aac ! rtpmp4gpay name=pay1 pt=97") if audio else ""
     return f"( {video}{sound} )"
+
+
+def switch_launch(width: int, height: int, fps: int) -> str:
+    return (f"( videotestsrc is-live=true pattern=ball ! video/x-raw,framerate={fps}/1 ! videoscale "
+            f"! capsfilter name=size caps=video/x-raw,width={width},height={height} "
+            f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
+            f"! rtph264pay name=pay0 pt=96 config-interval=1 )")
+
+
+def on_switch_configure(width: int, height: int):
+    """media-configure handler of /switch: after 1.5 s, the capsfilter asks for twice the size."""
+    def configure(factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.RTSPMedia) -> None:
+        size = media.get_element().get_by_name("size")
+        caps = Gst.Caps.from_string(f"video/x-raw,width={2 * width},height={2 * height}")
+        GLib.timeout_add(1500, lambda: size.set_property("caps", caps) and False)
+    return configure
 
 
 class Relay:
@@ -68,6 +86,10 @@ def make_server(port: int, width: int, height: int, fps: int, audio: bool) -> Gs
     cam = GstRtspServer.RTSPMediaFactory()
     cam.set_launch(camera_launch(width, height, fps, audio))
     mounts.add_factory("/cam", cam)
+    switch = GstRtspServer.RTSPMediaFactory()
+    switch.set_launch(switch_launch(width, height, fps))
+    switch.connect("media-configure", on_switch_configure(width, height))
+    mounts.add_factory("/switch", switch)
     relay = Relay()
     record = GstRtspServer.RTSPMediaFactory()
     record.set_transport_mode(GstRtspServer.RTSPTransportMode.RECORD)

@@ -67,13 +67,42 @@ def test_steady_stream_gives_frame_count_size_and_audio(rtsp_server, tmp_path):
     assert report.latency_median_ms is not None
 
 
+@pytest.mark.parametrize("rtsp_transport, mode", [("udp", "inproc"), ("tcp", "ipc"), ("tcp", "fused")])
+def test_steady_stream_over_udp_and_in_every_runner(rtsp_server, tmp_path, rtsp_transport, mode):
+    """RTP over UDP as well as TCP, and a live input with the stages as processes or fused."""
+    out = tmp_path / "cam.mkv"
+    report = vsr_stream.upscale(rtsp_server.url(), out, scale=2, overrides={
+        "decode": {"max_frames": 12, "live_policy": "block", "rtsp_transport": rtsp_transport},
+        "transport": {"mode": mode}})
+    pts, size, streams = video_of(out)
+    assert report.frames == len(pts) == 12
+    assert size == (320, 192)
+    assert increasing(pts)
+    assert streams == ["video", "audio"]
+    assert report.ingest_drops == 0
+
+
+def test_resolution_change_mid_stream_is_fitted_to_the_first_size(rtsp_server, tmp_path):
+    """/switch doubles its picture size after 1.5 s: tiles follow the new size, the output keeps the first."""
+    out = tmp_path / "switch.mkv"
+    report = vsr_stream.upscale(rtsp_server.url("switch"), out, scale=2,
+                                overrides={"decode": {"max_frames": 75, "live_policy": "block"}})
+    pts, size, _ = video_of(out)
+    assert report.frames == len(pts) == 75
+    assert size == (320, 192)
+    assert increasing(pts)
+    assert 0 < report.resized_frames < 75
+    with av.open(str(out)) as container:
+        assert {(f.width, f.height) for f in container.decode(video=0)} == {(320, 192)}
+
+
 def test_server_restart_mid_stream_reconnects_with_monotonic_timestamps(rtsp_server, tmp_path):
     out = tmp_path / "restart.mkv"
     started = threading.Event()
     # drop_oldest (the live default) keeps the reader at the network's pace, so the kill is seen at once.
     thread, result = run_in_thread(
-        rtsp_server.url(), out, scale=2, progress=lambda done, total: done >= 5 and started.set(),
-        overrides={"decode": {"max_frames": 30, **FAST_RECONNECT}})
+        rtsp_server.url(), out, scale=2, progress=lambda done, total: done >= 3 and started.set(),
+        overrides={"decode": {"max_frames": 75, **FAST_RECONNECT}})  # 3 s of stream: more than the run lags
     assert started.wait(30), result
     rtsp_server.restart()  # SIGKILL, then the same port again
     thread.join(60)
@@ -81,7 +110,7 @@ def test_server_restart_mid_stream_reconnects_with_monotonic_timestamps(rtsp_ser
     report = result.get("report") or pytest.fail(f"run failed: {result.get('error')!r}")
     assert report.reconnects >= 1
     pts, size, _ = video_of(out)
-    assert report.frames == len(pts) == 30 and size == (320, 192)
+    assert report.frames == len(pts) == 75 and size == (320, 192)
     assert increasing(pts)
 
 
@@ -171,7 +200,7 @@ def _start_cli(url: str, out) -> subprocess.Popen:
                              "--quiet", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def _wait_for_frames(out, process: subprocess.Popen, count: int, timeout_s: float = 30) -> None:
+def _wait_for_frames(out, process: subprocess.Popen, count: int, timeout_s: float = 90) -> None:
     """Until the recording on disk decodes to at least ``count`` frames (it is written in place)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and process.poll() is None:

@@ -25,15 +25,19 @@ from vsr_stream.config import BranchConfig, PipelineConfig
 from vsr_stream.errors import ProtocolError, StageFailedError
 from vsr_stream.media.items import PacketItem, VideoFrameItem
 from vsr_stream.media.sink import Sink, open_sink
-from vsr_stream.media.source import Source, open_source
+from vsr_stream.media.sink_thread import ThreadedSink
+from vsr_stream.media.source import open_source
 from vsr_stream.models.inference import BranchModel
 from vsr_stream.ops.blend import accumulate_tiles, normalize
-from vsr_stream.stages.classify import batches_by_class, cut_windows, tile_classes, tile_plan
+from vsr_stream.stages.classify import ReuseTracker, batches_by_class, cut_windows, tile_classes, tile_plan
+from vsr_stream.runtime.latency import LatencyMeter
+from vsr_stream.stages.decode import DecodeFeed
 from vsr_stream.stages.encode import finish_sink, sink_counters
-from vsr_stream.stages.stitch import feather_ramp_px, hr_canvas
+from vsr_stream.stages.stitch import feather_ramp_px, fill_reused, hr_canvas
 
 log = logging.getLogger(__name__)
 
+_END = object()
 ProgressFn = Callable[[dict[str, Any]], None]  # called with {"frames": n}, like the supervisor's PROGRESS
 
 
@@ -100,8 +104,13 @@ class FusedLoop:
         self.frames = self.packets = 0
         self.tiles = [0] * cfg.n_classes
         self.batches = [0] * cfg.n_classes
-        self.busy_s: dict[str, float] = defaultdict(float)
+        self.reuse = ReuseTracker(cfg.reuse)
+        self.previous: Any = None  # the last output frame in xp's memory, while reuse is on
+        self.busy_s: dict[str, float] = defaultdict(float)  # time this thread spent in each step
+        self.work_s: dict[str, float] = {}  # decode and encode time in their own threads
         self.written: dict[str, int] = {}
+        self.ingest: dict[str, Any] = {}
+        self.latency = LatencyMeter()
 
     def setup(self, xp: ModuleType | None = None) -> None:
         branches = self.cfg.upscale.branches
@@ -110,39 +119,55 @@ class FusedLoop:
 
     def run(self, source_url: str, output: str, progress: ProgressFn | None) -> None:
         self.step = "decode"
-        with open_source(source_url, self.cfg.decode) as source:
+        # decoding runs ahead in its own thread and encoding behind in another, so both overlap
+        # the networks; every frame still passes through here, in order
+        feed = DecodeFeed(open_source(source_url, self.cfg.decode), self.cfg.decode, read_ahead=True)
+        try:
             self.step = "encode"
-            sink = open_sink(output, self.cfg.encode, source.info, self.cfg.scale)
+            sink = ThreadedSink(open_sink(output, self.cfg.encode, feed.source.info, self.cfg.scale))
             try:
-                self._pump(source, sink, progress)
+                self._pump(feed, sink, progress)
             except BaseException:
                 finish_sink(sink, ok=False)
                 raise
             with self._timed("encode"):
                 finish_sink(sink, ok=True)
             self.written = sink_counters(sink)
+            self.work_s = {"decode": feed.ingest.busy_s if feed.ingest else 0.0, "encode": sink.busy_s}
+            self.ingest = feed.stats()
+        finally:
+            feed.close()
 
-    def _pump(self, source: Source, sink: Sink, progress: ProgressFn | None) -> None:
-        for item in self._items(source):
-            if isinstance(item, PacketItem):
-                with self._timed("encode"):
-                    sink.write_packet(item)
-                self.packets += 1
-                continue
-            self._frame(item, sink)
-            if progress is not None:
-                progress({"frames": self.frames})
+    def _pump(self, feed: DecodeFeed, sink: ThreadedSink, progress: ProgressFn | None) -> None:
+        try:
+            for item, ingest_s in self._entries(feed):
+                if isinstance(item, PacketItem):
+                    with self._timed("encode"):
+                        sink.write_packet(item)
+                    self.packets += 1
+                    continue
+                self.latency.ingested(item.index, ingest_s)
+                self._frame(item, sink)
+                if progress is not None:
+                    progress({"frames": self.frames})
+        except KeyboardInterrupt:
+            if not feed.source.info.live:
+                raise
+            log.warning("interrupted: ending the live input here and finalising the output")
+        with self._timed("encode"):
+            sink.flush()
         if sink.frames_written != self.frames:
             raise ProtocolError(f"encode: {self.frames} frames decoded, the output took {sink.frames_written}")
 
-    def _items(self, source: Source) -> Iterator[VideoFrameItem | PacketItem]:
-        items = source.items()
+    def _entries(self, feed: DecodeFeed) -> Iterator[tuple[VideoFrameItem | PacketItem, float]]:
+        entries = feed.entries()
         while True:
             with self._timed("decode"):
-                item = next(items, None)
-            if item is None:
+                entry = next(entries, _END)
+            if entry is _END:
                 return
-            yield item
+            if entry is not None:  # None: a live source had nothing new yet
+                yield entry
 
     def _frame(self, item: VideoFrameItem, sink: Sink) -> None:
         xp, scale = self.xp, self.cfg.scale
@@ -151,17 +176,25 @@ class FusedLoop:
             h, w = frame.shape[:2]
             geom = tile_plan(h, w, self.cfg.tiling)
             classes = _to_host(tile_classes(frame, geom, self.cfg.classify), xp)  # a byte per tile
+            reused = self.reuse.reused(frame, geom, self.frames)
             acc, wsum = hr_canvas(h, w, scale, xp)
-        for k, rows in batches_by_class(geom, classes, self.cfg.upscale.branches):
+        for k, rows in batches_by_class(geom[~reused], classes[~reused], self.cfg.upscale.branches):
             with self._timed(f"upscale{k}"):
                 hr = self._upscale(k, cut_windows(frame, rows))
             with self._timed("stitch"):
                 accumulate_tiles(acc, wsum, hr, rows, scale, self.ramp_px)
         with self._timed("stitch"):
+            if reused.any():  # after the upscaled tiles, as the stitch stage adds them at release
+                fill_reused(acc, wsum, self.previous, geom[reused], scale, self.ramp_px)
             out = normalize(acc, wsum, frame.dtype)
+            self.previous = out if self.cfg.reuse.enabled else None
         with self._timed("encode"):
-            sink.write_frame(replace(item, array=_to_host(out, xp)))  # the frame's one download
+            sink.write_frame(replace(item, array=_to_host(out, xp)), on_written=self._encoded)  # one download
         self.frames += 1
+
+    def _encoded(self, item: VideoFrameItem) -> None:
+        """Called by the encode thread once ``item`` is written: its ingest-to-encode latency."""
+        self.latency.encoded(item.index, time.monotonic())
 
     def _upscale(self, k: int, windows: Any) -> Any:
         """Class ``k``'s network on ``windows`` (xp, NHWC); the HR windows in xp's memory."""
@@ -184,13 +217,19 @@ class FusedLoop:
     def stats(self) -> dict[str, dict[str, Any]]:
         busy = self.busy_s
         upscale = {f"upscale{k}": {"cls": k, "tiles": self.tiles[k], "batches": self.batches[k],
-                                   "busy_s": busy[f"upscale{k}"], "fp32_retries": m.fp32_retries}
+                                   "busy_s": busy[f"upscale{k}"], "fp32_retries": m.fp32_retries,
+                                   "precision": m.precision, "layout": m.layout}
                    for k, m in enumerate(self.models)}
-        return {"decode": {"frames": self.frames, "packets": self.packets, "busy_s": busy["decode"]},
-                "classify": {"frames": self.frames, "tiles_per_class": list(self.tiles), "busy_s": busy["classify"]},
+        # decode and encode run in their own threads: their busy time is their work there, and
+        # waiting for them shows as "wait_s" (a step slower than the networks)
+        return {"decode": {"frames": self.frames, "packets": self.packets, **self.ingest,
+                           "busy_s": self.work_s.get("decode", busy["decode"]), "wait_s": busy["decode"]},
+                "classify": {"frames": self.frames, "tiles_per_class": list(self.tiles),
+                             "tiles_reused": self.reuse.reused_total, "busy_s": busy["classify"]},
                 **upscale,
                 "stitch": {"frames": self.frames, "busy_s": busy["stitch"]},
-                "encode": {"frames": self.frames, "packets": self.packets, "busy_s": busy["encode"], **self.written}}
+                "encode": {"frames": self.frames, "packets": self.packets, **self.written, **self.latency.summary(),
+                           "busy_s": self.work_s.get("encode", busy["encode"]), "wait_s": busy["encode"]}}
 
 
 def _to_host(a: Any, xp: ModuleType) -> np.ndarray:

@@ -40,6 +40,7 @@ class Ingest:
         self.frames_queued = 0
         self.peak_frames = 0
         self.drops = 0
+        self.busy_s = 0.0  # the reader's time inside the source (decoding, or waiting for the network)
         self.ended = False
         self.error: BaseException | None = None
         self.cond = threading.Condition()
@@ -51,8 +52,11 @@ class Ingest:
     def _read(self) -> None:
         items = self.source.items()
         try:
-            for item in items:
-                if not self._put(item, time.monotonic()):
+            while True:
+                t0 = time.perf_counter()
+                item = next(items, None)
+                self.busy_s += time.perf_counter() - t0
+                if item is None or not self._put(item, time.monotonic()):
                     return
         except BaseException as e:  # handed to the stage, which reports it
             self.error = e
