@@ -97,18 +97,19 @@ def upscale(input: str, output: str, scale: str | None, config: str | None, code
     publish to, or a folder (ending in '/') of PNGs. Ctrl-C or SIGTERM on a live input ends it
     and finalises the output.
     """
-    from vsr_stream import api
-
-    _setup_logging(verbose, quiet)
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    _setup_logging(verbose, quiet)
     overrides = _encode_overrides(codec, crf, bitrate, enc_preset, pix_fmt, lossless, overwrite)
     if transport or port is not None:
         overrides["transport"] = {k: v for k, v in {"mode": transport, "port": port}.items() if v is not None}
     decode = {"max_frames": max_frames, "max_duration_s": max_duration_s, "live_policy": "block" if no_drop else None}
     if any(v is not None for v in decode.values()):
         overrides["decode"] = {k: v for k, v in decode.items() if v is not None}
-    bar = None if quiet else _progress_bar()
+    bar = None
     try:
+        from vsr_stream import api  # loads torch (seconds): a Ctrl-C meanwhile is an interrupt like any other
+
+        bar = None if quiet else _progress_bar()
         report = api.upscale(input, output, scale=int(scale) if scale else None, config=config,
                              overrides=overrides, progress=bar.update if bar else None)
     except (VsrError, OSError, KeyboardInterrupt) as e:
@@ -203,31 +204,96 @@ def example(output: str, frames: int, size: str, overwrite: bool) -> None:
 @main.command()
 @click.argument("input", required=False)
 @click.option("--scale", type=click.Choice(["2", "3", "4"]), default="4", show_default=True)
-@click.option("--config", "config", metavar="FILE|PRESET", help="Pipeline config (default: built-in defaults).")
-@click.option("--model", default=None, help="Naive loop's model (default: the heaviest branch's model).")
+@click.option("--config", "config", metavar="FILE|PRESET", help="Pipeline config (default: the default preset).")
+@click.option("--presets", metavar="LIST",
+              help="Comma-separated configs to compare on the same clip (instead of --config).")
+@click.option("--model", default=None, help="Naive loop's model (default: each config's hardest branch's).")
+@click.option("--clip", "clip", type=click.Choice(["camera", "static"]), default="camera", show_default=True,
+              help="Generated clip: a panning, zooming camera, or a static camera with moving objects and noise.")
+@click.option("--images", metavar="DIR",
+              help="Pictures the generated clip is made of (default: built-in test pictures).")
 @click.option("--frames", type=int, default=24, show_default=True, help="Frames of the generated clip.")
-@click.option("--size", default="320x180", show_default=True, help="WIDTHxHEIGHT of the generated clip.")
+@click.option("--size", default="320x180", show_default=True, help="LR WIDTHxHEIGHT of the generated clip.")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Runs of each; the median is reported.")
+@click.option("--memory-scaling", is_flag=True, help="Also run a 10x longer clip and report both memory peaks.")
+@click.option("--plot", metavar="PNG", help="Write a plot of fps against PSNR (needs matplotlib).")
+@click.option("--tile-sweep", is_flag=True,
+              help="Instead: time each branch of the config on one --size frame, whole and tiled at several tile "
+              "sizes and batch sizes (what tiling costs; chooses tile_px and max_batch).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def bench(input: str | None, scale: str, config: str | None, model: str | None, frames: int, size: str,
-          repeats: int, as_json: bool) -> None:
-    """Compare the pipeline with a naive whole-frame loop on the same clip (fps and ratio)."""
+def bench(input: str | None, scale: str, config: str | None, presets: str | None, model: str | None, clip: str,
+          images: str | None, frames: int, size: str, repeats: int, memory_scaling: bool, plot: str | None,
+          tile_sweep: bool, as_json: bool) -> None:
+    """Measure the pipeline against a naive whole-frame loop on one clip: fps and their ratio,
+    Y-PSNR against the HR frames, time per stage, the branches' multiply-adds per second
+    against a matmul peak, and peak memory. Each run is a fresh process.
+    """
     from vsr_stream.bench import run_bench
 
     _setup_logging(0, True)
+    if tile_sweep:
+        _tile_sweep(config, int(scale), size, repeats, as_json)
+        return
     try:
-        result = run_bench(input, scale=int(scale), config=config, model=model, frames=frames, size=size,
-                           repeats=repeats)
+        if config and presets:
+            raise ConfigError("give --config or --presets, not both")
+        names = [p.strip() for p in presets.split(",") if p.strip()] if presets else [config or "default"]
+        result = run_bench(input, scale=int(scale), presets=names, model=model, clip=clip, images=images,
+                           frames=frames, size=size, repeats=repeats, memory_scaling=memory_scaling, plot=plot)
     except (VsrError, OSError, KeyboardInterrupt) as e:
         _fail(e)
     click.echo(json.dumps(result, indent=2) if as_json else _bench_table(result))
 
 
-def _bench_table(r: dict[str, Any]) -> str:
-    return (f"clip: {r['clip']} ({r['frames']} frames, {r['size']}, x{r['scale']})\n"
-            f"pipeline   : {r['pipeline_fps']:.2f} fps (median of {r['repeats']})\n"
-            f"naive loop : {r['naive_fps']:.2f} fps with {r['naive_model']} on whole frames\n"
-            f"ratio      : {r['ratio']:.2f}x")
+def _tile_sweep(config: str | None, scale: int, size: str, repeats: int, as_json: bool) -> None:
+    from vsr_stream.api import resolve_config
+    from vsr_stream.bench.clips import parse_size
+    from vsr_stream.bench.tiles import sweep, sweep_table
+
+    try:
+        w, h = parse_size(size)
+        cfg = resolve_config(config, scale)
+        results = [sweep(b, cfg.scale, (w, h), overlap_px=cfg.tiling.overlap_px, context_px=cfg.tiling.context_px,
+                         repeats=repeats, allow_random=cfg.upscale.allow_random_weights)
+                   for b in cfg.upscale.branches]
+    except (VsrError, OSError, KeyboardInterrupt) as e:
+        _fail(e)
+    click.echo(json.dumps(results, indent=2) if as_json else "\n\n".join(map(sweep_table, results)))
+
+
+def _bench_table(result: dict[str, Any]) -> str:
+    c = result["clip"]
+    lines = [f"clip: {c['kind']} {c['lr_size']} -> {c['hr_size']} (x{c['scale']}), {c['frames']} frames, "
+             f"median of {result['repeats']}"]
+    for r in result["presets"]:
+        lines += ["", *_bench_preset_lines(r)]
+    return "\n".join(lines)
+
+
+def _bench_preset_lines(r: dict[str, Any]) -> list[str]:
+    def num(v: float | None, fmt: str = ".2f") -> str:
+        return "n/a" if v is None else format(v, fmt)
+
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stage_ms_per_frame"].items())
+    peak = r["matmul_peak_gmacs_per_s"]
+    share = r["branch_fraction_of_peak"] or {}
+    lines = [f"[{r['config']}] transport {r['transport']}, precision {'/'.join(r['precision'])}, "
+             f"tiles per class {r['tiles_per_class']}" + (f", reused {r['tiles_reused']}" if r["tiles_reused"] else ""),
+             f"  pipeline   : {r['pipeline_fps']:.2f} fps, Y-PSNR {num(r['pipeline_psnr_y_db'])} dB",
+             f"  naive loop : {r['naive_fps']:.2f} fps, Y-PSNR {num(r['naive_psnr_y_db'])} dB "
+             f"({r['naive_model']}, {r['naive_precision']}, {r['naive_layout'] or 'default layout'}, whole frames)",
+             f"  ratio      : {r['ratio']:.2f}x, PSNR difference {num(r['psnr_delta_db'], '+.3f')} dB",
+             f"  stages     : {stages} ms/frame; ideal {num(r['ideal_fps'])} fps, efficiency {num(r['efficiency'])}",
+             f"  branches   : {num(r['branch_gmacs_per_s'])} GMAC/s; matmul peak fp32 {peak['fp32']:.1f}, "
+             f"bf16 {peak['bf16']:.1f} GMAC/s ({peak['threads']} threads) -> {num(share.get('fp32'), '.0%')} / "
+             f"{num(share.get('bf16'), '.0%')} of peak",
+             f"  memory     : peak RSS {r['peak_rss_mib']:.0f} MiB (naive {r['naive_peak_rss_mib']:.0f} MiB)"]
+    if r["peak_rss_children_mib"]:
+        lines[-1] += f", stage processes up to {r['peak_rss_children_mib']:.0f} MiB each"
+    if r["memory_scaling"]:
+        m = r["memory_scaling"]
+        lines[-1] += f"; {m['frames']} frames: {m['peak_rss_mib']:.0f} MiB ({m['growth']:.2f}x)"
+    return lines
 
 
 @main.command()

@@ -1,18 +1,122 @@
-"""`vsr-stream bench` runs both loops on one clip and reports their fps and ratio (no timing asserted)."""
+"""`vsr-stream bench`: the generated clips, the numbers it reports and the plot (no timing asserted)."""
 
 from __future__ import annotations
 
 import json
+import math
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
 
 from tests.system.conftest import run_cli
-from vsr_stream.config import load_config
+from vsr_stream.bench import analyse
+from vsr_stream.bench.clips import make_clip, parse_size
+from vsr_stream.bench.measure import in_child
+from vsr_stream.bench.plot import check_plotting
+from vsr_stream.config import DecodeConfig
+from vsr_stream.errors import ConfigError, StageFailedError
+from vsr_stream.media.source import open_source
+
+_BICUBIC = """
+[tiling]
+tile_px = 16
+overlap_px = 2
+context_px = 2
+[[upscale.branches]]
+model = "bicubic"
+max_batch = 8
+"""
 
 
-def test_bench_reports_both_loops():
-    res = run_cli("bench", "--frames", "4", "--size", "64x48", "--repeats", "1", "--scale", "2", "--json")
+def _decoded(path) -> list[np.ndarray]:
+    with open_source(str(path), DecodeConfig()) as source:
+        return [item.array for item in source.items()]
+
+
+@pytest.mark.parametrize("kind", ["camera", "static"])
+def test_clip_has_requested_frames_and_size_moves_and_repeats(tmp_path, kind):
+    clip = make_clip(kind, tmp_path, lr_hw=(32, 48), frames=5, scale=4)
+    lr, hr = _decoded(clip.path), np.load(clip.hr_path)
+    assert clip.frames == len(lr) == 5
+    assert {f.shape for f in lr} == {(32, 48, 3)} and hr.shape == (5, 128, 192, 3)
+    for frames in (hr, lr):
+        for a, b in zip(frames[:-1], frames[1:]):
+            assert np.abs(a.astype(int) - b).mean() > 0.1  # every frame differs from the one before
+    (tmp_path / "again").mkdir()
+    again = make_clip(kind, tmp_path / "again", lr_hw=(32, 48), frames=5, scale=4)
+    assert np.array_equal(np.load(again.hr_path), hr) and again.path.read_bytes() == clip.path.read_bytes()
+
+
+def test_bench_reports_every_number_and_plots(tmp_path):
+    (tmp_path / "tiled.toml").write_text(_BICUBIC)
+    (tmp_path / "fused.toml").write_text(_BICUBIC + '[transport]\nmode = "fused"\n')
+    png = tmp_path / "plot.png"
+    res = run_cli("bench", "--presets", f"{tmp_path / 'tiled.toml'},{tmp_path / 'fused.toml'}", "--size", "48x32",
+                  "--frames", "4", "--repeats", "1", "--memory-scaling", "--plot", str(png), "--json", timeout=300)
     assert res.returncode == 0, res.stderr
     result = json.loads(res.stdout)
-    assert result["frames"] == 4
-    assert result["pipeline_fps"] > 0 and result["naive_fps"] > 0
-    assert abs(result["ratio"] - result["pipeline_fps"] / result["naive_fps"]) < 1e-9
-    assert result["naive_model"] == load_config(None).upscale.branches[-1].model  # the default's hardest class
+    assert result["clip"]["kind"] == "camera" and result["clip"]["lr_size"] == "48x32" and result["clip"]["frames"] == 4
+    assert [r["transport"] for r in result["presets"]] == ["inproc", "fused"]
+    for r in result["presets"]:
+        assert r["frames"] == 4 and r["pipeline_fps"] > 0 and r["naive_fps"] > 0 and r["naive_model"] == "bicubic"
+        assert math.isclose(r["ratio"], r["pipeline_fps"] / r["naive_fps"])
+        assert 15 < r["pipeline_psnr_y_db"] < 100 and 15 < r["naive_psnr_y_db"] < 100
+        assert abs(r["psnr_delta_db"]) < 0.5  # bicubic tiles with context match the whole-frame bicubic
+        assert r["precision"] == ["fp32"] and r["naive_precision"] == "fp32"
+        assert sum(r["tiles_per_class"]) == 4 * 12  # 48x32 in 16 px tiles with 2 px overlap: 4 x 3 per frame
+        assert set(r["stage_ms_per_frame"]) >= {"decode", "classify", "upscale0", "stitch", "encode"}
+        assert all(v > 0 for v in r["stage_ms_per_frame"].values())
+        assert math.isclose(r["ideal_fps"], 1000 / sum(r["stage_ms_per_frame"].values()))
+        assert r["efficiency"] > 0 and math.isclose(r["efficiency"], r["pipeline_fps"] / r["ideal_fps"])
+        branch = r["branches"][0]
+        assert branch["tiles"] == 48 and branch["macs_per_window"] == 16 * 18 * 16 * 3 * 16  # 16 taps per HR value
+        assert r["branch_gmacs_per_s"] > 0 and r["matmul_peak_gmacs_per_s"]["fp32"] > 0
+        assert r["branch_fraction_of_peak"]["fp32"] > 0
+        assert r["peak_rss_mib"] > 50 and r["memory_scaling"]["frames"] == 40
+        assert r["memory_scaling"]["peak_rss_mib"] > 50
+    assert result["presets"][1]["stages_measured_alone"] == []  # the fused loop times its own decode
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size[0] > 100
+
+
+def test_bad_size_is_a_clean_usage_error():
+    res = run_cli("bench", "--size", "47x32", "--frames", "2", "--repeats", "1")
+    assert res.returncode == 2
+    assert res.stderr.startswith("error: --size") and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("size", ["48", "0x0", "48x32x2", "8x8", "axb"])
+def test_parse_size_refuses_what_cannot_be_encoded(size):
+    with pytest.raises(ConfigError, match="--size"):
+        parse_size(size)
+    assert parse_size("48X32") == (48, 32)
+
+
+def _fails_in_child() -> None:
+    raise StageFailedError("upscale0.0", "out of memory")  # takes two arguments: does not unpickle
+
+
+def test_error_in_a_measuring_process_comes_back_typed():
+    with pytest.raises(StageFailedError, match="pipeline x: StageFailedError: upscale0.0: out of memory"):
+        in_child("pipeline x", _fails_in_child)
+
+
+def test_plot_without_matplotlib_is_a_config_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    with pytest.raises(ConfigError, match="matplotlib"):
+        check_plotting()
+
+
+def test_stage_times_sum_branch_workers_and_skip_untimed_stages():
+    stages = {"decode": {"frames": 2}, "classify": {"busy_s": 0.5},
+              "upscale0.0": {"cls": 0, "tiles": 3, "busy_s": 1.0}, "upscale0.1": {"cls": 0, "tiles": 5, "busy_s": 2.0},
+              "upscale1": {"cls": 1, "tiles": 4, "busy_s": 0.0}}
+    busy = analyse.stage_busy_s(stages)
+    assert busy == {"classify": 0.5, "upscale0": 3.0, "upscale1": 0.0}
+    rows = analyse.branch_work([10**9, 2 * 10**9], analyse.branch_tiles(stages, 2), busy)
+    assert [r["tiles"] for r in rows] == [8, 4]
+    assert rows[0]["gmacs_per_s"] == pytest.approx(8 / 3) and rows[1]["gmacs_per_s"] is None
+    assert analyse.branch_rate_gmacs(rows) == pytest.approx((8 + 8) / 3)
+    assert analyse.ideal_fps({"a": 50.0, "b": 150.0}) == pytest.approx(5.0)

@@ -3,12 +3,17 @@ example need no external files.
 
 Pictures mix a flat grey block, smooth gradients, detail (a checkerboard that moves two
 pixels a frame) and noise (a seeded patch), so every TVAT class gets tiles.
+
+Benchmark clips (``vsr-stream bench``) are made from HR frames, kept for scoring: a camera
+panning and zooming across pictures (:func:`camera_frames`) or a static camera with moving
+objects (:func:`static_frames`), downscaled and encoded by :func:`write_lr_clip`.
 """
 
 from __future__ import annotations
 
+import math
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,6 +22,7 @@ import numpy as np
 
 from vsr_stream.media.colour import rgb_format, sws_matrix
 from vsr_stream.media.png_sink import encode_png
+from vsr_stream.quality.imresize import imresize
 
 _AUDIO_RATE = 48_000
 _TONE_HZ = 440.0
@@ -190,3 +196,128 @@ def _chapters(end: Fraction) -> list[dict]:
          "metadata": {"title": f"Chapter {i + 1}"}}
         for i in range(2)
     ]
+
+
+# --- Benchmark clips: camera-like motion over a picture, and a static camera with moving objects ---
+
+CAMERA_ZOOM_MAX = 1.25  # the camera's crop is at most this many times the frame size (a slow zoom)
+_ZOOM_PERIOD_FRAMES = 96  # one zoom in and out
+_PAN_PX = (1.0, 3.0)  # camera pan speed in HR px per frame (down, right), bouncing at the picture's edges
+
+
+def enlarged_picture(h: int, w: int, *, factor: int = 2, seed: int = 0) -> np.ndarray:
+    """An (h, w, 3) uint8 :func:`picture` drawn at 1/``factor`` of the size and enlarged by
+    MATLAB bicubic: its finest detail (the checkerboard, the noise patch) then spans ``factor``
+    px, so at x4 it lies between the LR and HR sampling limits, as a camera's would (at full
+    size it would sit beyond both and only alias)."""
+    small = picture(0, -(-h // factor), -(-w // factor), seed=seed)
+    return imresize(small, float(factor))[:h, :w] if factor > 1 else small
+
+
+def fit_canvas(image: np.ndarray, min_h: int, min_w: int) -> np.ndarray:
+    """``image`` ((H, W) grey or (H, W, 3) RGB, uint8) as RGB at least ``min_h x min_w``:
+    enlarged by MATLAB bicubic (one factor for both axes) only when it is smaller."""
+    rgb = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image[:, :, :3]
+    factor = max(min_h / rgb.shape[0], min_w / rgb.shape[1])
+    if factor <= 1:
+        return np.ascontiguousarray(rgb)
+    shape = (max(min_h, math.ceil(rgb.shape[0] * factor)), max(min_w, math.ceil(rgb.shape[1] * factor)))
+    return imresize(np.ascontiguousarray(rgb), output_shape=shape)
+
+
+def camera_canvas_size(h: int, w: int) -> tuple[int, int]:
+    """Smallest (h, w) of a picture that :func:`camera_frames` can pan and zoom across for
+    ``h x w`` frames: the largest crop plus a fifth of it to pan over."""
+    return math.ceil(h * CAMERA_ZOOM_MAX * 1.2), math.ceil(w * CAMERA_ZOOM_MAX * 1.2)
+
+
+def camera_window(index: int, canvas_hw: tuple[int, int], h: int, w: int) -> tuple[int, int, int, int]:
+    """(y0, x0, crop_h, crop_w) that frame ``index`` of a pan-and-zoom shot cuts from a canvas
+    of ``canvas_hw`` (at least :func:`camera_canvas_size`): the crop is ``zoom`` times ``h x w``,
+    with zoom going 1 -> CAMERA_ZOOM_MAX -> 1 over a cosine period, and its corner moving
+    at ``_PAN_PX`` per frame, bouncing at the canvas edges."""
+    zoom = 1 + (CAMERA_ZOOM_MAX - 1) * (1 - math.cos(2 * math.pi * index / _ZOOM_PERIOD_FRAMES)) / 2
+    crop_h, crop_w = min(round(h * zoom), canvas_hw[0]), min(round(w * zoom), canvas_hw[1])
+    y0 = _bounce(index * _PAN_PX[0], canvas_hw[0] - crop_h)
+    x0 = _bounce(index * _PAN_PX[1], canvas_hw[1] - crop_w)
+    return y0, x0, crop_h, crop_w
+
+
+def _bounce(travel_px: float, span_px: int) -> int:
+    """Position after travelling ``travel_px`` back and forth along ``[0, span_px]``."""
+    if span_px <= 0:
+        return 0
+    p = travel_px % (2 * span_px)
+    return round(p if p <= span_px else 2 * span_px - p)
+
+
+def camera_frames(canvases: list[np.ndarray], frames: int, h: int, w: int,
+                  segment_frames: int = 48) -> Iterator[np.ndarray]:
+    """``frames`` HR frames, (h, w, 3) uint8, of a camera panning and slowly zooming across
+    ``canvases`` (RGB uint8, each at least :func:`camera_canvas_size`): a cut to the next
+    canvas every ``segment_frames``, the shot restarting there. Zoomed crops are resized to
+    ``h x w`` with MATLAB bicubic (antialiased)."""
+    for i in range(frames):
+        canvas = canvases[(i // segment_frames) % len(canvases)]
+        y0, x0, ch, cw = camera_window(i % segment_frames, canvas.shape[:2], h, w)
+        crop = canvas[y0:y0 + ch, x0:x0 + cw]
+        yield crop.copy() if (ch, cw) == (h, w) else imresize(crop, output_shape=(h, w))
+
+
+def static_frames(background: np.ndarray, textures: list[np.ndarray], frames: int, *,
+                  seed: int = 0) -> Iterator[np.ndarray]:
+    """``frames`` HR frames of a fixed camera: ``background`` ((h, w, 3) uint8, unchanged) with
+    one disc per texture (square (d, d, 3) uint8, d < min(h, w)) moving in a straight line at
+    2-6 px per frame and bouncing at the frame edges; start points and velocities from ``seed``."""
+    h, w = background.shape[:2]
+    rng = np.random.default_rng(seed)
+    movers = []
+    for tex in textures:
+        d = tex.shape[0]
+        yy, xx = np.mgrid[0:d, 0:d] - (d - 1) / 2
+        start = rng.uniform([0, 0], [h - d, w - d])
+        angle = rng.uniform(0, 2 * math.pi)
+        speed = rng.uniform(2, 6) * np.array([math.sin(angle), math.cos(angle)])
+        movers.append((tex, (yy * yy + xx * xx) <= (d / 2) ** 2, start, speed))
+    for i in range(frames):
+        frame = background.copy()
+        for tex, disc, start, speed in movers:
+            d = tex.shape[0]
+            y0, x0 = _bounce(start[0] + i * speed[0], h - d), _bounce(start[1] + i * speed[1], w - d)
+            view = frame[y0:y0 + d, x0:x0 + d]
+            view[disc] = tex[disc]
+        yield frame
+
+
+def add_sensor_noise(frame: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """``frame`` (uint8) plus white Gaussian noise of ``sigma`` grey levels, rounded and clipped."""
+    if sigma <= 0:
+        return frame
+    noisy = frame.astype(np.float32) + rng.normal(0.0, sigma, frame.shape).astype(np.float32)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+def write_lr_clip(path: str | Path, hr_frames: Iterable[np.ndarray], scale: int, *, crf: int = 23,
+                  noise_sigma: float = 0.0, fps: Fraction = Fraction(24), seed: int = 0) -> int:
+    """Encode the LR versions of ``hr_frames`` ((H, W, 3) uint8, H and W multiples of
+    ``2 * scale``) into ``path``: each frame MATLAB-bicubic downscaled by ``scale``, plus
+    ``noise_sigma`` grey levels of sensor-like noise (seeded per frame), then libx264
+    (preset medium, ``crf``, yuv420p, one thread: deterministic). Returns the frame count."""
+    time_base = 1 / Fraction(fps)
+    n = 0
+    with av.open(str(path), "w") as out:
+        stream = None
+        for hr in hr_frames:
+            lr_hw = (hr.shape[0] // scale, hr.shape[1] // scale)
+            if stream is None:
+                stream = _add_video(out, "libx264", "yuv420p", lr_hw[1], lr_hw[0], fps, time_base, {})
+                stream.codec_context.options = {"preset": "medium", "crf": str(crf)}
+            lr = add_sensor_noise(imresize(hr, output_shape=lr_hw), noise_sigma,
+                                  np.random.default_rng((seed, n)))
+            frame = av.VideoFrame.from_ndarray(lr, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base, frame.duration = n, time_base, 1
+            out.mux(stream.encode(frame))
+            n += 1
+        if stream is not None:
+            out.mux(stream.encode(None))
+    return n
