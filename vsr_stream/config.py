@@ -116,6 +116,9 @@ class BranchConfig(_Section):
         "auto", description="Memory layout of the network's convolution weights: channels_last (NHWC "
         "convolutions) or contiguous (NCHW); auto picks by model family and device (rule and measurements in "
         "vsr_stream/models/inference.py).")
+    freeze: bool = Field(
+        True, description="CPU, fp32: run the network as a frozen TorchScript trace optimised for inference "
+        "(oneDNN fuses and prepacks the layers; same output, ~15% faster); false runs it eagerly.")
     self_ensemble: bool = Field(
         False, description="Average the 8 flips/rotations of each tile (EDSR's geometric self-ensemble): "
         "better quality for 8x the work.")

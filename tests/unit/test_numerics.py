@@ -248,3 +248,25 @@ def test_ship_writes_the_card_numbers(tmp_path):
     assert card.bf16_cost_db == {"Set5": -0.0423, "Set14": 0.0} and card.fp32_psnr_db["Set5"] == 36.9123
     card.write(card_sidecar_path(weights))
     assert branch_card(BranchConfig(model="fsrcnn-ps-16-y", weights=str(weights)), 2) == (card, "")
+
+
+@pytest.mark.parametrize("model, self_ensemble", [("fsrcnn-ps-56-y", False), ("fsrcnn-36", False),
+                                                  ("edsr-b6c32-asym", False), ("mdsr-b8c48", False),
+                                                  ("fsrcnn-ps-16-y", True)])
+def test_frozen_network_matches_eager_at_other_window_sizes(model, self_ensemble):
+    """One trace on a small input serves every window size, with the eager network's output."""
+    from vsr_stream.models.inference import BranchModel
+
+    branch = dict(model=model, precision="fp32", self_ensemble=self_ensemble)
+    torch.manual_seed(0)
+    frozen = BranchModel(BranchConfig(**branch), 3, allow_random=True)
+    torch.manual_seed(0)
+    eager = BranchModel(BranchConfig(**branch, freeze=False), 3, allow_random=True)
+    assert frozen.frozen and not eager.frozen
+    rng = np.random.default_rng(1)
+    for shape in [(2, 17, 29, 3), (1, 40, 23, 3)]:
+        windows = rng.integers(0, 256, shape, dtype=np.uint8)
+        out_frozen, out_eager = frozen.upscale(windows), eager.upscale(windows)
+        assert out_frozen.shape == (shape[0], shape[1] * 3, shape[2] * 3, 3)
+        assert np.abs(out_frozen.astype(int) - out_eager.astype(int)).max() <= 1
+        assert (out_frozen != out_eager).mean() < 0.01
