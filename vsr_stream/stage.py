@@ -19,6 +19,7 @@ import zmq
 
 from vsr_stream import messages as m
 from vsr_stream.errors import Cancelled, PipelineTimeoutError, ProtocolError
+from vsr_stream.runtime.memory import trim_due, trim_heap
 from vsr_stream.transport import open_socket
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ def _run_source(stage: SourceStage, socks: _Sockets) -> None:
 
 
 def _run_consumer(stage: Stage, socks: _Sockets) -> None:
-    eos_seen = 0
+    eos_seen = handled = 0
     silent_ms = 0.0
     while stage.eos_expected is None or eos_seen < stage.eos_expected or not stage.drained():
         deadline = stage.deadline_ms()
@@ -249,6 +250,9 @@ def _run_consumer(stage: Stage, socks: _Sockets) -> None:
             if sock in ready:
                 silent_ms = 0.0
                 eos_seen += _handle(stage, socks, sock)
+                handled += 1
+                if trim_due(handled):  # flat memory over long runs (runtime/memory.py)
+                    trim_heap()
         if not ready or socks.control in ready and len(ready) == 1:
             silent_ms += (time.monotonic() - t0) * 1000
         if (d := stage.deadline_ms()) is not None and d <= 0:

@@ -50,7 +50,7 @@ def test_clip_has_requested_frames_and_size_moves_and_repeats(tmp_path, kind):
 
 
 def test_bench_reports_every_number_and_plots(tmp_path):
-    (tmp_path / "tiled.toml").write_text(_BICUBIC)
+    (tmp_path / "tiled.toml").write_text(_BICUBIC + '[transport]\nmode = "inproc"\n')
     (tmp_path / "fused.toml").write_text(_BICUBIC + '[transport]\nmode = "fused"\n')
     png = tmp_path / "plot.png"
     res = run_cli("bench", "--presets", f"{tmp_path / 'tiled.toml'},{tmp_path / 'fused.toml'}", "--size", "48x32",

@@ -191,7 +191,8 @@ def test_failing_stage_in_thread_mode(av_clip, out_dir):
                                  description="raises (tests)", family="test"))
     with pytest.raises(StageFailedError, match="upscale0.0.*boom in forward"):
         vsr_stream.upscale(av_clip, out_dir / "o.mp4", scale=2,
-                           overrides={"upscale": {"branches": [{"model": "test-exploding"}]}})
+                           overrides={"upscale": {"branches": [{"model": "test-exploding"}]},
+                                      "transport": {"mode": "inproc"}})
     assert list(out_dir.iterdir()) == []
 
 

@@ -66,7 +66,7 @@ def test_self_ensemble_costs_eight_passes_and_runs_in_the_branch():
 
     def cfg(ensemble: bool):
         return load_config({"scale": 2, "upscale": {"allow_random_weights": True, "branches": [
-            {"model": "fsrcnn-ps-16", "self_ensemble": ensemble}]}})
+            {"model": "fsrcnn-ps-16", "self_ensemble": ensemble, "freeze": False}]}})  # eager: inspected below
 
     [plain], [ensembled] = branch_macs_per_lr_px(cfg(False)), branch_macs_per_lr_px(cfg(True))
     assert ensembled == pytest.approx(8 * plain)

@@ -31,6 +31,7 @@ from vsr_stream.models.inference import BranchModel
 from vsr_stream.ops.blend import accumulate_tiles, normalize
 from vsr_stream.stages.classify import ReuseTracker, batches_by_class, cut_windows, tile_classes, tile_plan
 from vsr_stream.runtime.latency import LatencyMeter
+from vsr_stream.runtime.memory import trim_due, trim_heap
 from vsr_stream.stages.decode import DecodeFeed
 from vsr_stream.stages.encode import finish_sink, sink_counters
 from vsr_stream.stages.stitch import feather_ramp_px, fill_reused, hr_canvas
@@ -148,6 +149,8 @@ class FusedLoop:
                     continue
                 self.latency.ingested(item.index, ingest_s)
                 self._frame(item, sink)
+                if trim_due(self.frames):
+                    trim_heap()
                 if progress is not None:
                     progress({"frames": self.frames})
         except KeyboardInterrupt:
