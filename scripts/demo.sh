@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install, then upscale the built-in example clip ×4 (bicubic branch until trained weights ship).
+# Install, then upscale the built-in example clip ×4 with the default preset (the shipped FSRCNN-PS-56-Y).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
