@@ -31,7 +31,7 @@ def _terminate_as_interrupt(signum: int, frame: Any) -> None:
 
 def _fail(e: BaseException) -> None:
     if isinstance(e, KeyboardInterrupt):
-        click.echo(f"error: interrupted ({e or 'Ctrl-C'}); the pipeline was stopped "
+        click.echo(f"error: interrupted ({str(e) or 'Ctrl-C'}); the pipeline was stopped "
                    "(a file output was not kept; a live recording keeps what was written)", err=True)
         sys.exit(130)
     click.echo(f"error: {e}", err=True)

@@ -133,7 +133,8 @@ def test_full_disk_tmpfs(av_clip, tmp_path):
         subprocess.run(["umount", str(mnt)], check=False)
 
 
-@pytest.mark.parametrize("sig,mode", [(signal.SIGINT, "inproc"), (signal.SIGTERM, "inproc"), (signal.SIGINT, "ipc")])
+@pytest.mark.parametrize("sig,mode", [(signal.SIGINT, "inproc"), (signal.SIGTERM, "inproc"), (signal.SIGINT, "ipc"),
+                                      (signal.SIGINT, "fused")])
 def test_interrupt_leaves_nothing(tmp_path, out_dir, sig, mode):
     src = write_clip(tmp_path / "long.mp4", width=160, height=96, frames=200)
     proc = subprocess.Popen([sys.executable, "-m", "vsr_stream.cli", "upscale", str(src), str(out_dir / "o.mp4"),
@@ -144,6 +145,7 @@ def test_interrupt_leaves_nothing(tmp_path, out_dir, sig, mode):
     os.killpg(proc.pid, sig) if sig == signal.SIGINT else proc.send_signal(sig)  # Ctrl-C hits the whole group
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
+    assert "interrupted (Ctrl-C)" in err or "SIGTERM" in err, err
     assert "Traceback" not in err and err.count("error:") == 1, err
     assert list(out_dir.iterdir()) == []
 
