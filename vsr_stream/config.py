@@ -352,6 +352,9 @@ class TrainBranchConfig(_Section):
     steps: int = Field(20_000, ge=1, description="Optimiser steps for this branch.")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate at the start (cosine decay to lr_final_ratio × lr).")
     init: str | None = Field(None, description="Weights to start from (fine-tuning), e.g. a one-model run's result.")
+    init_layers: Literal["all", "matching"] = Field(
+        "all", description="'all': init must fit the model exactly; 'matching': take only the tensors whose "
+        "name and shape fit (e.g. another scale's body) and initialise the rest as usual.")
 
 
 class TrainConfig(_Section):

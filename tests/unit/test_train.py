@@ -89,3 +89,27 @@ def test_ship_refuses_an_unfinished_branch(tmp_path):
         ship(longer, "my.toml", 0, "tiny_x2", dest=tmp_path / "ship")
     with pytest.raises(ConfigError, match="--branch 3"):
         ship(cfg, "my.toml", 3, "tiny_x2", dest=tmp_path / "ship")
+
+
+def test_init_from_another_scale_takes_the_fitting_tensors(tmp_path):
+    import torch
+
+    from vsr_stream.models import build_model, load_matching_weights, save_weights
+
+    x4 = build_model("fsrcnn-ps-16", 4, allow_random=True)
+    for p in x4.parameters():
+        p.add_(0.5)
+    save_weights(x4, tmp_path / "x4.safetensors")
+    cfg = _cfg(tmp_path, 1)
+    cfg["branches"] = [{**cfg["branches"][0], "init": str(tmp_path / "x4.safetensors"), "init_layers": "matching"}]
+    with pytest.raises(ConfigError, match="does not fit"):
+        run_training(load_train_config({**cfg, "branches": [{**cfg["branches"][0], "init_layers": "all"}]}),
+                     show_progress=False)
+    x2 = build_model("fsrcnn-ps-16", 2, allow_random=True)
+    kept = load_matching_weights(x2, tmp_path / "x4.safetensors")
+    assert kept == ["tail.bias", "tail.weight"]
+    body = {k: v for k, v in x4.state_dict().items() if not k.startswith("tail")}
+    assert all(torch.equal(x2.state_dict()[k], v) for k, v in body.items())
+    assert run_training(load_train_config(cfg), show_progress=False)["branches"][0]["step"] == 1
+    with pytest.raises(ConfigError, match="no tensor fits"):
+        load_matching_weights(build_model("edsr-b6c32", 2, allow_random=True), tmp_path / "x4.safetensors")

@@ -184,6 +184,25 @@ def load_weights(module: nn.Module, path: str | Path) -> None:
     module.load_state_dict(state, strict=True)
 
 
+def load_matching_weights(module: nn.Module, path: str | Path) -> list[str]:
+    """Load the tensors of ``path`` whose key and shape match ``module``'s; the rest keep their values.
+
+    For starting a network from a relative's weights, e.g. an x3 model from the x4 model's body
+    (every layer but the scale-specific tail). Returns the module keys that were *not* loaded.
+
+    Raises:
+        ConfigError: the file is unreadable, or not a single tensor of it fits the module.
+    """
+    path = Path(path)
+    state = _read_state_dict(path)
+    own = module.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not fitting:
+        raise ConfigError(f"weights file {path}: no tensor fits {type(module).__name__} (no shared key and shape)")
+    module.load_state_dict(fitting, strict=False)
+    return sorted(own.keys() - fitting.keys())
+
+
 def save_weights(module: nn.Module, path: str | Path) -> None:
     """Write ``module``'s state dict to ``path`` (which must end in ``.safetensors``) as safetensors.
 

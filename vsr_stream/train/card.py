@@ -128,7 +128,7 @@ def render_card(cfg: TrainConfig, config_path: str, branch: int, stem: str, weig
         f"- Run `{cfg.name}` from `{config_path}`: {last['step']:,} steps of Adam on L1 loss, learning rate "
         f"{b.lr:g} with cosine decay to {cfg.lr_final_ratio:g}×, batch {cfg.batch} patches of "
         f"{cfg.lr_patch_px} LR px ({cfg.lr_patch_px * cfg.scale} HR px), random flips and rotations"
-        + (f", started from `{b.init}`" if b.init else ", from random initialisation") + ".",
+        + _start(b) + ".",
         "- Data: " + ", ".join(f"`{d}`" for d in cfg.data) + "; LR made with MATLAB-style antialiased "
         "bicubic (`vsr_stream.quality.imresize`). No validation or test image was trained on.",
         f"- Wall time: {last['elapsed_s'] / 60:.1f} min on a 2-core CPU (no GPU).",
@@ -169,3 +169,11 @@ def _thin(history: list[dict[str, Any]], keep: int = 6) -> list[dict[str, Any]]:
         return history
     idx = np.unique(np.linspace(0, len(history) - 1, keep).round().astype(int))
     return [history[i] for i in idx]
+
+
+def _start(branch) -> str:
+    if branch.init is None:
+        return ", from random initialisation"
+    if branch.init_layers == "matching":
+        return f", started from the tensors of `{branch.init}` that fit (the rest initialised as usual)"
+    return f", started from `{branch.init}`"

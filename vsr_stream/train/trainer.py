@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from vsr_stream.config import TrainConfig
-from vsr_stream.models import build_model, save_weights
+from vsr_stream.models import build_model, load_matching_weights, save_weights
+from vsr_stream.models.registry import weights_file
 from vsr_stream.quality.metrics import psnr_y
 from vsr_stream.train.data import PatchBank, load_pictures, sample_batch
 
@@ -53,7 +54,7 @@ def train_branch(job: BranchJob) -> dict[str, Any]:
     bank = PatchBank(pictures, cfg.lr_patch_px, cfg.patch_pool, rng)
     members = bank.members(job.cls, job.thresholds)
     val = validation_pairs(cfg)
-    net = trainable(build_model(branch.model, cfg.scale, weights=branch.init, allow_random=True))
+    net = trainable(_initial_model(branch, cfg.scale))
     opt = torch.optim.Adam(net.parameters(), lr=branch.lr)
     state = resume(out / "ckpt.pt", net, opt, rng)
     log.info("branch %d (%s): %d of %d candidate patches, from step %d", job.cls, branch.model,
@@ -62,6 +63,17 @@ def train_branch(job: BranchJob) -> dict[str, Any]:
     save_weights(net, out / "weights.safetensors")
     return {"cls": job.cls, "model": branch.model, **{k: state[k] for k in ("step", "elapsed_s")},
             "val_psnr_db": state["history"][-1]["val_psnr_db"] if state["history"] else None}
+
+
+def _initial_model(branch, scale: int) -> torch.nn.Module:
+    """The network a branch starts from: its ``init`` weights (all, or only the fitting tensors)."""
+    if branch.init is None or branch.init_layers == "all":
+        return build_model(branch.model, scale, weights=branch.init, allow_random=True)
+    net = build_model(branch.model, scale, weights=None, allow_random=True)
+    kept = load_matching_weights(net, weights_file(branch.model, scale, branch.init))
+    log.info("%s x%d: started from the fitting tensors of %s; initialised as usual: %s",
+             branch.model, scale, branch.init, ", ".join(kept) or "none")
+    return net
 
 
 def trainable(net: torch.nn.Module) -> torch.nn.Module:
