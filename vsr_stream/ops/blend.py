@@ -114,7 +114,33 @@ def accumulate_tiles(acc: Any, wsum: Any, windows: Any, geom: Any, scale: int, r
         _, y0, x0, h, w, wy0, wx0, _, _ = row
         oy, ox = (y0 - wy0) * scale, (x0 - wx0) * scale
         core = window[oy : oy + h * scale, ox : ox + w * scale]
-        accumulate(acc, wsum, core, feather_weights(h * scale, w * scale, ramp_px, xp), y0 * scale, x0 * scale)
+        _accumulate_core(acc, wsum, core, feather_weights(h * scale, w * scale, ramp_px, xp), ramp_px,
+                         y0 * scale, x0 * scale)
+
+
+def _accumulate_core(acc: Any, wsum: Any, core: Any, weight: Any, ramp_px: int, y0: int, x0: int) -> None:
+    """:func:`accumulate` of one tile core, bit for bit, in less time: where the feather weight is
+    exactly 1 (inside the ramp) the core is added as it is, without the multiply and its temporaries;
+    only the ramp's four bands take the weighted path."""
+    h, w = weight.shape
+    (top, bottom), (left, right) = _flat_span(h, ramp_px), _flat_span(w, ramp_px)
+    if top >= bottom or left >= right:
+        accumulate(acc, wsum, core, weight, y0, x0)
+        return
+    bands = ((0, top, 0, w), (bottom, h, 0, w), (top, bottom, 0, left), (top, bottom, right, w))
+    for a, b, c, d in bands:
+        if a < b and c < d:
+            accumulate(acc, wsum, core[a:b, c:d], weight[a:b, c:d], y0 + a, x0 + c)
+    inner = acc[y0 + top : y0 + bottom, x0 + left : x0 + right]
+    array_module(acc).add(inner, core[top:bottom, left:right], out=inner, casting="unsafe")
+    wsum[y0 + top : y0 + bottom, x0 + left : x0 + right] += 1
+
+
+def _flat_span(length: int, ramp_px: int) -> tuple[int, int]:
+    """``[start, stop)`` of the indices where :func:`feather_weights` is exactly 1 along an axis."""
+    if ramp_px <= 1:
+        return 0, length
+    return ramp_px - 1, length - ramp_px + 1
 
 
 _SUFFIX = {"uint8": "u8", "uint16": "u16", "float32": "f32"}  # dtype -> blend.cu kernel suffix
