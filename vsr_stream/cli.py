@@ -292,7 +292,9 @@ def _bench_preset_lines(r: dict[str, Any]) -> list[str]:
         lines[-1] += f", stage processes up to {r['peak_rss_children_mib']:.0f} MiB each"
     if r["memory_scaling"]:
         m = r["memory_scaling"]
-        lines[-1] += f"; {m['frames']} frames: {m['peak_rss_mib']:.0f} MiB ({m['growth']:.2f}x)"
+        lines[-1] += f"; {m['frames']} frames: {m['peak_rss_mib']:.0f} MiB ({m['growth']:.2f}x"
+        lines[-1] += f", {m['growth_in_run']:.2f}x in one run, {m['growth_second_half']:.2f}x over its second half)" \
+            if "growth_in_run" in m else ")"
     return lines
 
 

@@ -76,6 +76,9 @@ def test_bench_reports_every_number_and_plots(tmp_path):
         assert r["branch_fraction_of_peak"]["fp32"] > 0
         assert r["peak_rss_mib"] > 50 and r["memory_scaling"]["frames"] == 40
         assert r["memory_scaling"]["peak_rss_mib"] > 50
+        curve = r["memory_scaling"]["peak_rss_by_frames"]  # the long run's peak every 4 frames
+        assert [f for f, _ in curve] == list(range(4, 44, 4)) and all(a[1] <= b[1] for a, b in zip(curve, curve[1:]))
+        assert r["memory_scaling"]["growth_in_run"] >= 1 and r["memory_scaling"]["growth_second_half"] >= 1
     assert result["presets"][1]["stages_measured_alone"] == []  # the fused loop times its own decode
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size[0] > 100

@@ -63,11 +63,23 @@ def _guarded(log_level: int, fn: Callable[..., Any], *args: Any) -> tuple:
         return "error", type(e).__name__, str(e)
 
 
-def pipeline_run(cfg: PipelineConfig, src: str, dst: str) -> dict[str, Any]:
+def pipeline_run(cfg: PipelineConfig, src: str, dst: str, peak_every_frames: int = 0) -> dict[str, Any]:
     """(In a child.) One pipeline run: the report as a dict, this process's peak memory, the
-    time of stages that report no busy time measured alone, and each branch's resolved numerics."""
-    report = upscale(src, dst, config=cfg)
+    time of stages that report no busy time measured alone, and each branch's resolved numerics.
+
+    With ``peak_every_frames`` > 0 also ``peak_rss_by_frames``: ``[frames written, peak RSS so far
+    in MiB]`` each time that many more frames are written. One run's curve shows whether memory
+    keeps growing or levels off, free of the run-to-run spread of separate runs' peaks."""
+    curve: list[list[float]] = []
+
+    def progress(done: int, _total: int | None) -> None:
+        if peak_every_frames and done >= (len(curve) + 1) * peak_every_frames:
+            curve.append([done, peak_rss_mib()["peak_rss_mib"]])
+
+    report = upscale(src, dst, config=cfg, progress=progress if peak_every_frames else None)
     out = {"report": report.to_dict(), **peak_rss_mib()}  # before anything else allocates
+    if peak_every_frames:
+        out["peak_rss_by_frames"] = curve
     out["alone_s"] = {} if "busy_s" in report.stages.get("decode", {}) else {"decode": decode_alone_s(src, cfg)}
     out["numerics"] = [numerics_of(BranchModel(b, cfg.scale, cfg.upscale.allow_random_weights), b)
                        for b in cfg.upscale.branches]

@@ -124,7 +124,7 @@ def _long_runs(cfgs: dict[str, PipelineConfig], clip: Clip, folder: Path, scale:
     long_clip = make_clip(clip.kind, long_dir, lr_hw=clip.lr_hw, frames=clip.frames * MEMORY_SCALING_FACTOR,
                           scale=scale, images=images, keep_hr=False)
     return {name: in_child(f"pipeline {name} (long clip)", pipeline_run, cfg, str(long_clip.path),
-                           str(long_dir / f"pipeline-{i}.mkv"))
+                           str(long_dir / f"pipeline-{i}.mkv"), clip.frames)
             for i, (name, cfg) in enumerate(cfgs.items())}
 
 
@@ -186,5 +186,11 @@ def _memory_scaling(runs: list[dict], long_run: dict | None) -> dict[str, Any] |
     if long_run is None:
         return None
     short = max(r["peak_rss_mib"] for r in runs)
-    return {"frames": long_run["report"]["frames"], "peak_rss_mib": long_run["peak_rss_mib"],
-            "short_peak_rss_mib": short, "growth": long_run["peak_rss_mib"] / short}
+    curve = long_run.get("peak_rss_by_frames") or []
+    out = {"frames": long_run["report"]["frames"], "peak_rss_mib": long_run["peak_rss_mib"],
+           "short_peak_rss_mib": short, "growth": long_run["peak_rss_mib"] / short,
+           "peak_rss_by_frames": curve}
+    if curve:  # the same run's peak after its first tenth against its end: no run-to-run spread
+        out["growth_in_run"] = long_run["peak_rss_mib"] / curve[0][1]
+        out["growth_second_half"] = long_run["peak_rss_mib"] / curve[len(curve) // 2 - 1][1] if len(curve) > 1 else 1.0
+    return out
