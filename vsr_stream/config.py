@@ -337,9 +337,14 @@ def load_config(
         data, origin = read_config_file(DEFAULT_PRESET), f"the {DEFAULT_PRESET!r} preset"
     else:
         data, origin = read_config_file(source), str(source)
-        if preset_path(DEFAULT_PRESET) != Path(source) and str(source) != DEFAULT_PRESET:
-            data = deep_merge(read_config_file(DEFAULT_PRESET), data)
     top = deep_merge(env_overrides(environ), overrides or {})
+    if isinstance(source, (str, os.PathLike)) and preset_path(DEFAULT_PRESET) != Path(source) \
+            and str(source) != DEFAULT_PRESET:
+        # Each file's scale tables are resolved before the file is read over the default, so a
+        # preset's own [tiling] wins over the default's [x4.tiling], as its top level should.
+        default = read_config_file(DEFAULT_PRESET)
+        scale = top.get("scale", data.get("scale", default.get("scale")))
+        data = deep_merge(apply_scale_section(default, scale), apply_scale_section(data, scale))
     data = deep_merge(apply_scale_section(data, top.get("scale")), top)
     try:
         return PipelineConfig.model_validate(data)
