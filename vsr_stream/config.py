@@ -173,6 +173,8 @@ class EncodeConfig(_Section):
     crf: int | None = Field(None, ge=0, le=63, description="Constant rate factor (x264/x265/vpx/av1).")
     bitrate_kbps: int | None = Field(None, ge=1, description="Target bitrate in kbit/s (instead of crf).")
     preset: str | None = Field(None, description="Encoder speed preset, e.g. 'veryfast'.")
+    threads: int = Field(0, ge=0, description="Encoder threads; 0 lets the encoder choose (x264: 1.5 per core). "
+                         "On few cores, fewer leave more to the branches running beside it.")
     pix_fmt: str | None = Field(None, description="Output pixel format; None keeps the input's family.")
     lossless: bool = Field(False, description="Mathematically lossless output for measurement (ffv1 or libx264rgb qp 0).")
     overwrite: bool = Field(False, description="Replace an existing output.")

@@ -221,3 +221,17 @@ def test_nvenc_without_a_gpu_says_what_it_needs_and_leaves_nothing(tmp_path):
         sink.write_frame(_frame(0))
     sink.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_encoder_threads_reach_the_codec_context(tmp_path):
+    from vsr_stream.media.codecs import plan_encoder
+
+    assert plan_encoder("mp4", EncodeConfig(), 8).threads == 0  # the encoder's own choice
+    assert plan_encoder("mkv", EncodeConfig(threads=1, lossless=True), 8).threads == 1
+    sink = open_sink(str(tmp_path / "out.mp4"), EncodeConfig(threads=1), _info(), 1)
+    for i in range(3):
+        sink.write_frame(_frame(i))
+    assert sink._video.codec_context.thread_count == 1
+    sink.close()
+    _, frames, _ = read_items(tmp_path / "out.mp4")
+    assert len(frames) == 3

@@ -30,12 +30,14 @@ _LOSSLESS_OPTIONS = {"ffv1": {"level": "3", "slicecrc": "1"}, "libx264rgb": {"qp
 
 @dataclass(frozen=True)
 class EncoderPlan:
-    """An encoder choice: codec name, pixel format, private options, bit rate (bit/s)."""
+    """An encoder choice: codec name, pixel format, private options, bit rate (bit/s), threads
+    (0: the encoder's choice)."""
 
     codec: str
     pix_fmt: str
     options: dict[str, str] = field(default_factory=dict)
     bit_rate: int | None = None
+    threads: int = 0
 
 
 def plan_encoder(container_format: str, cfg: EncodeConfig, bit_depth: int) -> EncoderPlan:
@@ -49,7 +51,8 @@ def plan_encoder(container_format: str, cfg: EncodeConfig, bit_depth: int) -> En
     pix_fmt = cfg.pix_fmt or _default_pix_fmt(codec, formats, bit_depth)
     if formats and pix_fmt not in formats:
         raise SinkError(f"encoder {codec} cannot take pix_fmt {pix_fmt!r}; it takes {', '.join(formats)}")
-    return EncoderPlan(codec, pix_fmt, _rate_options(codec, cfg), cfg.bitrate_kbps * 1000 if cfg.bitrate_kbps else None)
+    return EncoderPlan(codec, pix_fmt, _rate_options(codec, cfg), cfg.bitrate_kbps * 1000 if cfg.bitrate_kbps else None,
+                       cfg.threads)
 
 
 def _lossless(container_format: str, cfg: EncodeConfig, bit_depth: int) -> EncoderPlan:
@@ -65,7 +68,7 @@ def _lossless(container_format: str, cfg: EncodeConfig, bit_depth: int) -> Encod
     options = dict(_LOSSLESS_OPTIONS[codec])
     if cfg.preset and codec == "libx264rgb":
         options["preset"] = cfg.preset
-    return EncoderPlan(codec, pix_fmt, options)
+    return EncoderPlan(codec, pix_fmt, options, threads=cfg.threads)
 
 
 def _pixel_formats(codec: str) -> list[str]:

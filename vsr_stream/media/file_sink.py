@@ -101,7 +101,7 @@ class FileSink:
         video, plan = self._source.video, self._plan
         stream = self._container.add_stream(plan.codec, rate=video.frame_rate)
         ctx = stream.codec_context
-        ctx.pix_fmt, ctx.time_base, ctx.thread_count = plan.pix_fmt, video.time_base, 0
+        ctx.pix_fmt, ctx.time_base, ctx.thread_count = plan.pix_fmt, video.time_base, plan.threads
         stream.time_base = video.time_base
         ctx.options = dict(plan.options)
         if self._mode != "atomic":
