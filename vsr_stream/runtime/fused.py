@@ -178,10 +178,11 @@ class FusedLoop:
             frame = xp.asarray(item.array)  # the frame's one upload (NumPy: no copy)
             h, w = frame.shape[:2]
             geom = tile_plan(h, w, self.cfg.tiling)
-            classes = _to_host(tile_classes(frame, geom, self.cfg.classify), xp)  # a byte per tile
             reused = self.reuse.reused(frame, geom, self.frames)
+            kept = geom[~reused]
+            classes = _to_host(tile_classes(frame, kept, self.cfg.classify), xp)  # a byte per tile upscaled
             acc, wsum = hr_canvas(h, w, scale, xp)
-        for k, rows in batches_by_class(geom[~reused], classes[~reused], self.cfg.upscale.branches):
+        for k, rows in batches_by_class(kept, classes, self.cfg.upscale.branches):
             with self._timed(f"upscale{k}"):
                 hr = self._upscale(k, cut_windows(frame, rows))
             with self._timed("stitch"):

@@ -35,7 +35,7 @@ def tile_plan(h: int, w: int, tiling: TilingConfig) -> np.ndarray:
 
 def tile_classes(frame: Any, geom: np.ndarray, cfg: ClassifyConfig) -> Any:
     """Class of every tile of ``geom``: int8 ``(n,)`` on ``frame``'s device; all zeros for a single class."""
-    if not cfg.tvat_thresholds:
+    if not cfg.tvat_thresholds or not len(geom):
         return array_module(frame).zeros(len(geom), dtype=np.int8)
     return classify(tile_tvat(vsp(frame), geom, cfg.vsp_threshold), cfg.tvat_thresholds)
 
@@ -117,13 +117,14 @@ class ClassifyStage(Stage):
             raise ProtocolError(f"classify expects (H, W, 3) frames, got shape {frame.shape}")
         h, w = frame.shape[:2]
         geom = tile_plan(h, w, self.cfg.tiling)
-        classes = tile_classes(frame, geom, self.cfg.classify)
         reused = self.reuse.reused(frame, geom, msg.header["index"])
+        kept = geom[~reused]  # the tiles to upscale; only they need a class
+        classes = tile_classes(frame, kept, self.cfg.classify)
         self.frames += 1
         header = {k: msg.header[k] for k in ("index", "pts", "time_base", "duration", "name")}
         plan = {**header, "h": h, "w": w, "n_tiles": int((~reused).sum()), "dtype": frame.dtype.name}
         outs = [("plans", m.Message(m.PLAN, plan, [geom[reused]] if reused.any() else []))]
-        outs += list(self._tiles(frame, geom[~reused], classes[~reused], msg.header["index"]))
+        outs += list(self._tiles(frame, kept, classes, msg.header["index"]))
         self.busy_s += time.perf_counter() - t0
         yield from outs
 
