@@ -44,20 +44,32 @@ def test_the_default_preset_resolves_at_every_scale():
         assert cfg.scale == scale and cfg.n_classes == len(cfg.classify.tvat_thresholds) + 1
 
 
-def test_a_files_top_level_wins_over_the_defaults_scale_table(tmp_path):
-    # The default preset has x4 tables (another network, context 9); a file read over it sets its
+def test_a_files_top_level_wins_over_the_defaults_scale_table(tmp_path, monkeypatch):
+    # A default with x4 tables (another network and context at x4): a file read over it sets its
     # own top level for every scale, and the default's x4 table must not override that.
-    default_x4 = load_config("default", {"scale": 4})
-    assert default_x4.tiling.context_px == 9 and default_x4.upscale.branches[0].model == "fsrcnn-ps-56-m6-y"
+    import vsr_stream.config as config
+
+    default = {"scale": 4, "tiling": {"tile_px": 96, "context_px": 7},
+               "upscale": {"branches": [{"model": "bicubic"}]},
+               "x4": {"tiling": {"context_px": 9}, "upscale": {"branches": [{"model": "nearest"}]}}}
+    read = config.read_config_file
+    monkeypatch.setattr(config, "read_config_file", lambda name: default if name == "default" else read(name))
+    assert load_config("default").tiling.context_px == 9
+    assert load_config("default", {"scale": 2}).tiling.context_px == 7
     own = tmp_path / "own.toml"
-    own.write_text('[tiling]\ncontext_px = 12\n\n[[upscale.branches]]\nmodel = "bicubic"\n')
+    own.write_text('[tiling]\ncontext_px = 12\n\n[[upscale.branches]]\nmodel = "lanczos"\n')
     for scale in (2, 3, 4):
         cfg = load_config(str(own), {"scale": scale})
-        assert cfg.tiling.context_px == 12 and [b.model for b in cfg.upscale.branches] == ["bicubic"]
-        assert cfg.tiling.tile_px == load_config("default", {"scale": scale}).tiling.tile_px  # the rest inherited
-    assert load_config("quality", {"scale": 4}).tiling.context_px == 16  # edsr-b6c32 needs 16
+        assert cfg.tiling.context_px == 12 and [b.model for b in cfg.upscale.branches] == ["fsrcnn-ps-16"]
+        assert cfg.tiling.tile_px == 96  # the rest inherited
+    inherit = tmp_path / "inherit.toml"
+    inherit.write_text("[encode]\ncrf = 20\n")
+    assert [b.model for b in load_config(str(inherit)).upscale.branches] == ["nearest"]  # the default's x4 table
+
+
+def test_presets_keep_their_own_tiling_at_every_scale():
+    assert load_config("quality", {"scale": 4}).tiling.context_px == 16  # edsr-b6c32's receptive radius
     assert load_config("live", {"scale": 4}).upscale.branches[0].model == "bicubic"
-    assert load_config("processes", {"scale": 4}).upscale.branches[0].model == "fsrcnn-ps-56-m6-y"  # inherited
 
 
 def test_at_name_refers_to_a_shipped_file(tmp_path, monkeypatch):
