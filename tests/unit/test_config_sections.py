@@ -57,7 +57,7 @@ def test_a_files_top_level_wins_over_the_defaults_scale_table(tmp_path, monkeypa
     assert load_config("default").tiling.context_px == 9
     assert load_config("default", {"scale": 2}).tiling.context_px == 7
     own = tmp_path / "own.toml"
-    own.write_text('[tiling]\ncontext_px = 12\n\n[[upscale.branches]]\nmodel = "lanczos"\n')
+    own.write_text('[tiling]\ncontext_px = 12\n\n[[upscale.branches]]\nmodel = "fsrcnn-ps-16"\n')
     for scale in (2, 3, 4):
         cfg = load_config(str(own), {"scale": scale})
         assert cfg.tiling.context_px == 12 and [b.model for b in cfg.upscale.branches] == ["fsrcnn-ps-16"]
