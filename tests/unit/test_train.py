@@ -113,3 +113,24 @@ def test_init_from_another_scale_takes_the_fitting_tensors(tmp_path):
     assert run_training(load_train_config(cfg), show_progress=False)["branches"][0]["step"] == 1
     with pytest.raises(ConfigError, match="no tensor fits"):
         load_matching_weights(build_model("edsr-b6c32", 2, allow_random=True), tmp_path / "x4.safetensors")
+
+
+def test_a_fresh_run_does_not_start_from_the_shipped_weights():
+    import torch
+
+    from vsr_stream.config import TrainBranchConfig
+    from vsr_stream.models import build_model, registry, save_weights
+    from vsr_stream.train.trainer import _initial_model
+
+    registry.SHIPPED_WEIGHTS_DIR.mkdir(parents=True)  # this test's own "shipped" x4 weights
+    net = build_model("fsrcnn-ps-16", 4, allow_random=True)
+    for p in net.parameters():
+        p.add_(0.5)
+    save_weights(net, registry.shipped_weights_path("fsrcnn-ps-16", 4))
+    shipped = build_model("fsrcnn-ps-16", 4).state_dict()
+    fresh = _initial_model(TrainBranchConfig(model="fsrcnn-ps-16"), 4).state_dict()
+    assert not any(torch.equal(fresh[k], v) for k, v in shipped.items())
+    named = _initial_model(TrainBranchConfig(model="fsrcnn-ps-16", init="@fsrcnn-ps-16_x4"), 4).state_dict()
+    assert all(torch.equal(named[k], v) for k, v in shipped.items())
+    with pytest.raises(ConfigError, match="no weights to start from"):
+        _initial_model(TrainBranchConfig(model="bicubic", init="x.safetensors"), 4)

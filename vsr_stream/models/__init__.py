@@ -13,6 +13,7 @@ from vsr_stream.models.registry import (
     names,
     register,
     save_weights,
+    untrained_model,
 )
 
 for _desc in (*fsrcnn.DESCRIPTORS, *edsr.DESCRIPTORS, *mdsr.DESCRIPTORS, *ychannel.DESCRIPTORS, *interp.DESCRIPTORS):
@@ -29,4 +30,5 @@ __all__ = [
     "names",
     "register",
     "save_weights",
+    "untrained_model",
 ]

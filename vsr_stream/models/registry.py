@@ -110,16 +110,25 @@ def build_model(
         ConfigError: ``weights`` given for a model without weights; a learned model has no
             weights and ``allow_random`` is False; the weights file is unusable.
     """
-    desc = get(name)
-    if not isinstance(scale, int) or scale not in desc.scales:
-        raise ModelInputError(f"model {name!r} supports scales {desc.scales}, not {scale!r}")
-    module = desc.builder(scale)
-    weights_path = _resolve_weights(desc, scale, weights, allow_random)
+    module = untrained_model(name, scale)
+    weights_path = _resolve_weights(get(name), scale, weights, allow_random)
     if weights_path is not None:
         load_weights(module, weights_path)
     module.eval()
     module.requires_grad_(False)
     return module
+
+
+def untrained_model(name: str, scale: int) -> nn.Module:
+    """Registered model ``name`` for ``scale`` as its builder initialises it, never loading weights
+    (the start of a training run: shipped weights must not leak into it). Float32, CPU, train mode.
+
+    Raises UnknownModelError for an unregistered ``name``, ModelInputError for an unsupported ``scale``.
+    """
+    desc = get(name)
+    if not isinstance(scale, int) or scale not in desc.scales:
+        raise ModelInputError(f"model {name!r} supports scales {desc.scales}, not {scale!r}")
+    return desc.builder(scale)
 
 
 def shipped_weights_file(stem: str) -> Path:

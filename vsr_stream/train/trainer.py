@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from vsr_stream.config import TrainConfig
-from vsr_stream.models import build_model, load_matching_weights, save_weights
+from vsr_stream.errors import ConfigError
+from vsr_stream.models import load_matching_weights, load_weights, save_weights, untrained_model
 from vsr_stream.models.registry import weights_file
 from vsr_stream.quality.metrics import psnr_y
 from vsr_stream.train.data import PatchBank, load_pictures, sample_batch
@@ -66,11 +67,18 @@ def train_branch(job: BranchJob) -> dict[str, Any]:
 
 
 def _initial_model(branch, scale: int) -> torch.nn.Module:
-    """The network a branch starts from: its ``init`` weights (all, or only the fitting tensors)."""
-    if branch.init is None or branch.init_layers == "all":
-        return build_model(branch.model, scale, weights=branch.init, allow_random=True)
-    net = build_model(branch.model, scale, weights=None, allow_random=True)
-    kept = load_matching_weights(net, weights_file(branch.model, scale, branch.init))
+    """The network a branch starts from: freshly initialised, then its ``init`` weights (all of
+    them, or only the tensors that fit). Never the shipped weights unless ``init`` names them."""
+    net = untrained_model(branch.model, scale)
+    if branch.init is None:
+        return net
+    path = weights_file(branch.model, scale, branch.init)
+    if path is None:
+        raise ConfigError(f"model {branch.model!r} has no weights to start from (init = {branch.init!r})")
+    if branch.init_layers == "all":
+        load_weights(net, path)
+        return net
+    kept = load_matching_weights(net, path)
     log.info("%s x%d: started from the fitting tensors of %s; initialised as usual: %s",
              branch.model, scale, branch.init, ", ".join(kept) or "none")
     return net
