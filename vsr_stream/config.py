@@ -356,12 +356,22 @@ def load_config(
 
 class TrainBranchConfig(_Section):
     model: str = Field(..., description="Registered model name trained for this class.")
-    steps: int = Field(20_000, ge=1, description="Optimiser steps for this branch.")
+    steps: int = Field(20_000, ge=0, description="Optimiser steps for this branch; 0 keeps its init weights "
+                       "as they are (retrain some classes, keep another's trained branch).")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate at the start (cosine decay to lr_final_ratio × lr).")
     init: str | None = Field(None, description="Weights to start from (fine-tuning), e.g. a one-model run's result.")
     init_layers: Literal["all", "matching"] = Field(
         "all", description="'all': init must fit the model exactly; 'matching': take only the tensors whose "
         "name and shape fit (e.g. another scale's body) and initialise the rest as usual.")
+    loss: Literal["l1", "l2"] = Field(
+        "l1", description="Pixel loss: l1 (robust, the usual choice) or l2 (the MSE that PSNR measures, "
+        "for a last fine-tuning stage).")
+
+    @model_validator(mode="after")
+    def _untrained_needs_init(self) -> "TrainBranchConfig":
+        if self.steps == 0 and self.init is None:
+            raise ValueError(f"branch {self.model!r} has steps = 0 and no init: it would ship untrained weights")
+        return self
 
 
 class TrainConfig(_Section):

@@ -134,3 +134,39 @@ def test_a_fresh_run_does_not_start_from_the_shipped_weights():
     assert all(torch.equal(named[k], v) for k, v in shipped.items())
     with pytest.raises(ConfigError, match="no weights to start from"):
         _initial_model(TrainBranchConfig(model="bicubic", init="x.safetensors"), 4)
+
+
+def test_l2_loss_trains_and_the_card_says_so(tmp_path):
+    from vsr_stream.train.card import ship
+
+    cfg = _cfg(tmp_path, 60)
+    l1 = run_training(load_train_config({**cfg, "name": "l1"}), show_progress=False)
+    cfg["branches"] = [{**cfg["branches"][0], "loss": "l2"}]
+    run_training(load_train_config(cfg), show_progress=False)
+    log, l1_log = _log(tmp_path), [json.loads(s) for s in (tmp_path / "runs" / "l1" / "branch0" / "log.jsonl").open()]
+    assert log[-1]["loss"] < log[0]["loss"]
+    assert log[0]["loss"] < 0.5 * l1_log[0]["loss"]  # squared errors of [0, 1] pixels are far below their L1
+    assert l1["branches"][0]["step"] == 60
+    assert "Adam on L2 loss" in ship(load_train_config(cfg), "my.toml", 0, "tiny_x2", dest=tmp_path / "ship").read_text()
+    with pytest.raises(ConfigError, match="loss"):
+        load_train_config({**cfg, "branches": [{**cfg["branches"][0], "loss": "huber"}]})
+
+
+def test_a_zero_step_branch_keeps_its_init(tmp_path):
+    """steps = 0 keeps a trained branch while the others retrain; it needs init and is not shipped."""
+    from safetensors.torch import load_file
+
+    from vsr_stream.train.card import ship
+
+    cfg = _cfg(tmp_path, 10, branches=2)
+    run_training(load_train_config(cfg), show_progress=False)
+    first = tmp_path / "runs" / "t" / "branch1" / "weights.safetensors"
+    again = {**cfg, "name": "t2", "branches": [cfg["branches"][0], {**cfg["branches"][1], "steps": 0, "init": str(first)}]}
+    summary = run_training(load_train_config(again), show_progress=False)
+    assert [b["step"] for b in summary["branches"]] == [10, 0]
+    kept = load_file(tmp_path / "runs" / "t2" / "branch1" / "weights.safetensors")
+    assert all((kept[k] == v).all() for k, v in load_file(first).items())
+    with pytest.raises(ConfigError, match="steps = 0"):
+        ship(load_train_config(again), "my.toml", 1, "x", dest=tmp_path / "ship")
+    with pytest.raises(ConfigError, match="no init"):
+        load_train_config({**cfg, "branches": [{**cfg["branches"][0], "steps": 0}]})

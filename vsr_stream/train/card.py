@@ -42,7 +42,8 @@ def ship(cfg: TrainConfig, config_path: str, branch: int, stem: str, dest: Path 
          val_root: str | None = None) -> Path:
     """Copy branch ``branch`` of run ``cfg`` to ``dest/<stem>.safetensors`` with its card; returns the card path.
 
-    Raises ConfigError if the branch does not exist or has not finished training.
+    Raises ConfigError if the branch does not exist, is kept from its init (steps = 0), or has
+    not finished training.
     """
     if not 0 <= branch < len(cfg.branches):
         raise ConfigError(f"--branch {branch}: the run has branches 0..{len(cfg.branches) - 1}")
@@ -50,6 +51,9 @@ def ship(cfg: TrainConfig, config_path: str, branch: int, stem: str, dest: Path 
     weights, log_path = run / "weights.safetensors", run / "log.jsonl"
     history = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
     steps = cfg.branches[branch].steps
+    if steps == 0:
+        raise ConfigError(f"branch {branch} is not trained by this run (steps = 0): it is "
+                          f"{cfg.branches[branch].init!r}, ship that instead")
     if not weights.exists() or not history or history[-1]["step"] < steps:
         raise ConfigError(f"{run}: branch {branch} has not finished its {steps} steps; run `vsr-stream train` first")
     dest.mkdir(parents=True, exist_ok=True)
@@ -125,9 +129,9 @@ def render_card(cfg: TrainConfig, config_path: str, branch: int, stem: str, weig
         f"| class | {classes} (branch {branch} of {n_classes}) |",
         f"| sha256 | `{digest}` |", "",
         "## Training", "",
-        f"- Run `{cfg.name}` from `{config_path}`: {last['step']:,} steps of Adam on L1 loss, learning rate "
-        f"{b.lr:g} with cosine decay to {cfg.lr_final_ratio:g}×, batch {cfg.batch} patches of "
-        f"{cfg.lr_patch_px} LR px ({cfg.lr_patch_px * cfg.scale} HR px), random flips and rotations"
+        f"- Run `{cfg.name}` from `{config_path}`: {last['step']:,} steps of Adam on "
+        f"{b.loss.upper()} loss, learning rate {b.lr:g} with cosine decay to {cfg.lr_final_ratio:g}×, "
+        f"batch {cfg.batch} patches of {cfg.lr_patch_px} LR px ({cfg.lr_patch_px * cfg.scale} HR px), random flips and rotations"
         + _start(b) + ".",
         "- Data: " + ", ".join(f"`{d}`" for d in cfg.data) + "; LR made with MATLAB-style antialiased "
         "bicubic (`vsr_stream.quality.imresize`). No validation or test image was trained on.",

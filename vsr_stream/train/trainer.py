@@ -1,6 +1,6 @@
-"""Training one branch: Adam + L1 on its class's patches, cosine learning-rate decay, validation
-Y-PSNR as it goes, and checkpoints that a later sitting resumes from (model, optimiser, step,
-random states, wall time, history)."""
+"""Training one branch: Adam + L1 (or L2) on its class's patches, cosine learning-rate decay,
+validation Y-PSNR as it goes, and checkpoints that a later sitting resumes from (model, optimiser,
+step, random states, wall time, history)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from vsr_stream.quality.metrics import psnr_y
 from vsr_stream.train.data import PatchBank, load_pictures, sample_batch
 
 log = logging.getLogger(__name__)
+
+_LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss}
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def _loop(cfg, job, net, opt, state, bank, members, val, rng, out) -> None:
     while state["step"] < branch.steps:
         set_lr(opt, branch.lr, cfg.lr_final_ratio, state["step"], branch.steps)
         lr_b, hr_b = sample_batch(bank, members, cfg.batch, cfg.scale, rng)
-        loss = F.l1_loss(net(torch.from_numpy(lr_b)), torch.from_numpy(hr_b))
+        loss = _LOSSES[branch.loss](net(torch.from_numpy(lr_b)), torch.from_numpy(hr_b))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
