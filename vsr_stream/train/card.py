@@ -151,7 +151,9 @@ def render_card(cfg: TrainConfig, config_path: str, branch: int, stem: str, weig
                   "at the default tiling)."]
     else:
         lines.append("Not scored: the sr-val folder was not available when this card was written.")
-    lines += ["", "## Licence", "", LICENCE, "", "## Reproduce", "", "```",
+    init = cfg.branches[branch].init
+    first = [f"The run starts from `{init}`: make that first (its own config or card).", ""] if init else []
+    lines += ["", "## Licence", "", LICENCE, "", "## Reproduce", "", *first, "```",
               f"vsr-stream train {config_path}",
               f"vsr-stream ship {config_path} --branch {branch} --as {stem}", "```",
               "Training is seeded, but thread scheduling makes runs differ slightly.", ""]
