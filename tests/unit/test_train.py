@@ -141,13 +141,16 @@ def test_l2_loss_trains_and_the_card_says_so(tmp_path):
 
     cfg = _cfg(tmp_path, 60)
     l1 = run_training(load_train_config({**cfg, "name": "l1"}), show_progress=False)
-    cfg["branches"] = [{**cfg["branches"][0], "loss": "l2"}]
+    l1_weights = tmp_path / "runs" / "l1" / "branch0" / "weights.safetensors"
+    cfg["branches"] = [{**cfg["branches"][0], "loss": "l2", "init": str(l1_weights)}]
     run_training(load_train_config(cfg), show_progress=False)
     log, l1_log = _log(tmp_path), [json.loads(s) for s in (tmp_path / "runs" / "l1" / "branch0" / "log.jsonl").open()]
     assert log[-1]["loss"] < log[0]["loss"]
     assert log[0]["loss"] < 0.5 * l1_log[0]["loss"]  # squared errors of [0, 1] pixels are far below their L1
     assert l1["branches"][0]["step"] == 60
-    assert "Adam on L2 loss" in ship(load_train_config(cfg), "my.toml", 0, "tiny_x2", dest=tmp_path / "ship").read_text()
+    card = ship(load_train_config(cfg), "my.toml", 0, "tiny_x2", dest=tmp_path / "ship").read_text()
+    assert "Adam on L2 loss" in card
+    assert f"Before this stage, `{l1_weights}` was trained for 60 steps" in card  # the L1 stage it started from
     with pytest.raises(ConfigError, match="loss"):
         load_train_config({**cfg, "branches": [{**cfg["branches"][0], "loss": "huber"}]})
 

@@ -136,6 +136,7 @@ def render_card(cfg: TrainConfig, config_path: str, branch: int, stem: str, weig
         "- Data: " + ", ".join(f"`{d}`" for d in cfg.data) + "; LR made with MATLAB-style antialiased "
         "bicubic (`vsr_stream.quality.imresize`). No validation or test image was trained on.",
         f"- Wall time: {last['elapsed_s'] / 60:.1f} min on a 2-core CPU (no GPU).",
+        *_earlier_stage(b.init),
         f"- Validation ({cfg.val_set}, whole images, Y-PSNR) during training: "
         + ", ".join(f"{h['val_psnr_db']:.2f} dB at {h['step']:,}" for h in _thin(history)) + ".", "",
         "## Quality (whole image, Y channel, standard protocol)", "",
@@ -175,6 +176,16 @@ def _thin(history: list[dict[str, Any]], keep: int = 6) -> list[dict[str, Any]]:
         return history
     idx = np.unique(np.linspace(0, len(history) - 1, keep).round().astype(int))
     return [history[i] for i in idx]
+
+
+def _earlier_stage(init: str | None) -> list[str]:
+    """A line on the run that made ``init``, when it is a run's weights with its log beside them."""
+    log_path = Path(init).parent / "log.jsonl" if init and not init.startswith("@") else None
+    if log_path is None or not log_path.is_file():
+        return []
+    last = json.loads(log_path.read_text().splitlines()[-1])
+    return [f"- Before this stage, `{init}` was trained for {last['step']:,} steps in "
+            f"{last['elapsed_s'] / 60:.1f} min (its log: `{log_path}`)."]
 
 
 def _start(branch) -> str:
