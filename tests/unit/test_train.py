@@ -164,7 +164,8 @@ def test_a_zero_step_branch_keeps_its_init(tmp_path):
     cfg = _cfg(tmp_path, 10, branches=2)
     run_training(load_train_config(cfg), show_progress=False)
     first = tmp_path / "runs" / "t" / "branch1" / "weights.safetensors"
-    again = {**cfg, "name": "t2", "branches": [cfg["branches"][0], {**cfg["branches"][1], "steps": 0, "init": str(first)}]}
+    kept_branch = {**cfg["branches"][1], "steps": 0, "init": str(first)}
+    again = {**cfg, "name": "t2", "branches": [cfg["branches"][0], kept_branch]}
     summary = run_training(load_train_config(again), show_progress=False)
     assert [b["step"] for b in summary["branches"]] == [10, 0]
     kept = load_file(tmp_path / "runs" / "t2" / "branch1" / "weights.safetensors")

@@ -131,7 +131,8 @@ def render_card(cfg: TrainConfig, config_path: str, branch: int, stem: str, weig
         "## Training", "",
         f"- Run `{cfg.name}` from `{config_path}`: {last['step']:,} steps of Adam on "
         f"{b.loss.upper()} loss, learning rate {b.lr:g} with cosine decay to {cfg.lr_final_ratio:g}×, "
-        f"batch {cfg.batch} patches of {cfg.lr_patch_px} LR px ({cfg.lr_patch_px * cfg.scale} HR px), random flips and rotations"
+        f"batch {cfg.batch} patches of {cfg.lr_patch_px} LR px ({cfg.lr_patch_px * cfg.scale} HR px), "
+        "random flips and rotations"
         + _start(b) + ".",
         "- Data: " + ", ".join(f"`{d}`" for d in cfg.data) + "; LR made with MATLAB-style antialiased "
         "bicubic (`vsr_stream.quality.imresize`). No validation or test image was trained on.",

@@ -52,6 +52,9 @@ def train_branch(job: BranchJob) -> dict[str, Any]:
         torch.set_num_threads(job.threads)
     out = branch_dir(cfg, job.cls)
     out.mkdir(parents=True, exist_ok=True)
+    if branch.steps == 0:  # kept as its init: no pictures, no patches, no validation needed
+        save_weights(_initial_model(branch, cfg.scale), out / "weights.safetensors")
+        return {"cls": job.cls, "model": branch.model, "step": 0, "elapsed_s": 0.0, "val_psnr_db": None}
     rng = np.random.default_rng(cfg.seed)
     pictures = load_pictures(cfg.data, cfg.scale, cfg.vsp_threshold, cfg.video_frame_step, cfg.lr_patch_px)
     bank = PatchBank(pictures, cfg.lr_patch_px, cfg.patch_pool, rng)
