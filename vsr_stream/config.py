@@ -360,9 +360,10 @@ class TrainBranchConfig(_Section):
                        "as they are (retrain some classes, keep another's trained branch).")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate at the start (cosine decay to lr_final_ratio × lr).")
     init: str | None = Field(None, description="Weights to start from (fine-tuning), e.g. a one-model run's result.")
-    init_layers: Literal["all", "matching"] = Field(
+    init_layers: Literal["all", "matching", "deepen"] = Field(
         "all", description="'all': init must fit the model exactly; 'matching': take only the tensors whose "
-        "name and shape fit (e.g. another scale's body) and initialise the rest as usual.")
+        "name and shape fit (e.g. another scale's body) and initialise the rest as usual; 'deepen': init is "
+        "an FSRCNN with fewer mapping layers, the extra ones start as identities (the same function).")
     loss: Literal["l1", "l2"] = Field(
         "l1", description="Pixel loss: l1 (robust, the usual choice) or l2 (the MSE that PSNR measures, "
         "for a last fine-tuning stage).")

@@ -174,3 +174,33 @@ def test_a_zero_step_branch_keeps_its_init(tmp_path):
         ship(load_train_config(again), "my.toml", 1, "x", dest=tmp_path / "ship")
     with pytest.raises(ConfigError, match="no init"):
         load_train_config({**cfg, "branches": [{**cfg["branches"][0], "steps": 0}]})
+
+
+def test_deepen_starts_a_deeper_mapping_from_the_shallower_function(tmp_path):
+    """init_layers = 'deepen': the extra mapping layers start as identities, so step 0 computes the
+    shallower network's output exactly, and training goes on from there."""
+    import torch
+
+    from vsr_stream.models import build_model, read_weights
+    from vsr_stream.models.fsrcnn import deepened_state
+    from vsr_stream.train.card import ship
+
+    cfg = {**_cfg(tmp_path, 4), "name": "m4"}
+    cfg["branches"] = [{**cfg["branches"][0], "model": "fsrcnn-ps-56-y"}]
+    run_training(load_train_config(cfg), show_progress=False)
+    m4_weights = tmp_path / "runs" / "m4" / "branch0" / "weights.safetensors"
+    shallow = build_model("fsrcnn-ps-56-y", 2, weights=m4_weights)
+    deep = build_model("fsrcnn-ps-56-m6-y", 2, allow_random=True)
+    deep.load_state_dict(deepened_state(read_weights(m4_weights), deep.state_dict()))
+    x = torch.rand(1, 3, 20, 24)
+    with torch.no_grad():
+        assert torch.equal(shallow(x), deep(x))
+
+    cfg = {**cfg, "name": "t", "branches": [{**cfg["branches"][0], "model": "fsrcnn-ps-56-m6-y", "steps": 6,
+                                             "init": str(m4_weights), "init_layers": "deepen"}]}
+    assert run_training(load_train_config(cfg), show_progress=False)["branches"][0]["step"] == 6
+    assert "mapping deepened by identity layers" in ship(load_train_config(cfg), "my.toml", 0, "x", dest=tmp_path / "s").read_text()
+    with pytest.raises(ConfigError, match="needs a shallower FSRCNN"):  # not deeper than the weights
+        deepened_state(read_weights(m4_weights), build_model("fsrcnn-ps-56-y", 2, allow_random=True).state_dict())
+    with pytest.raises(ConfigError, match="do not fit"):  # deeper, but another scale's tail
+        deepened_state(read_weights(m4_weights), build_model("fsrcnn-ps-56-m6-y", 3, allow_random=True).state_dict())

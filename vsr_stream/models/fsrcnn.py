@@ -14,11 +14,14 @@ multiply-adds than the deconv.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from functools import partial
 
 import torch
 from torch import nn
 
+from vsr_stream.errors import ConfigError
 from vsr_stream.models.interp import Bicubic
 from vsr_stream.models.registry import ModelDescriptor
 
@@ -102,6 +105,57 @@ def _body(feature_channels: int, shrink_channels: int, n_map_layers: int, image_
         layers += _conv_prelu(s, s, 3)
     layers += _conv_prelu(s, d, 1)
     return nn.Sequential(*layers)
+
+
+_BODY_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?body)\.(?P<index>\d+)\.(?P<param>weight|bias)$")
+
+
+def deepened_state(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``source``'s FSRCNN weights made to fit ``target``, a deeper mapping of the same body.
+
+    Net2Net's identity layers: the extra mapping layers go after the last trained one, each a
+    3x3 conv whose kernel passes channel c to channel c (centre tap 1, the rest and the bias 0)
+    and a PReLU of slope 1, so the deeper network computes exactly what ``source`` did and
+    training starts from there. Every other tensor (feature, shrink, expand, tail, skip) is
+    carried over; the expand layer moves down by the added layers.
+
+    Raises:
+        ConfigError: ``source`` is not an FSRCNN body of ``target``'s widths with fewer mapping layers.
+    """
+    src_map, tgt_map = _mapping_layers(source), _mapping_layers(target)
+    if not src_map or len(tgt_map) <= len(src_map):
+        raise ConfigError(f"cannot deepen: the weights have {len(src_map)} mapping layer(s), the model "
+                          f"{len(tgt_map)}; 'deepen' needs a shallower FSRCNN of the same widths")
+    shift = 2 * (len(tgt_map) - len(src_map))
+    first_new, after_src = src_map[-1] + 2, src_map[-1] + 2
+    out: dict[str, torch.Tensor] = {}
+    for key, value in source.items():
+        m = _BODY_KEY.match(key)
+        if m and int(m["index"]) >= after_src:
+            key = f"{m['prefix']}.{int(m['index']) + shift}.{m['param']}"
+        out[key] = value
+    prefix = _BODY_KEY.match(next(k for k in target if _BODY_KEY.match(k)))["prefix"]
+    for index in range(first_new, first_new + shift, 2):
+        weight = torch.zeros_like(target[f"{prefix}.{index}.weight"])
+        channels = weight.shape[0]
+        weight[torch.arange(channels), torch.arange(channels), weight.shape[2] // 2, weight.shape[3] // 2] = 1
+        out[f"{prefix}.{index}.weight"] = weight
+        out[f"{prefix}.{index}.bias"] = torch.zeros(channels)
+        out[f"{prefix}.{index + 1}.weight"] = torch.ones(channels)
+    wrong = sorted(k for k in target if k not in out or tuple(out[k].shape) != tuple(target[k].shape))
+    if wrong or out.keys() - target.keys():
+        raise ConfigError(f"cannot deepen: the weights do not fit the model's other layers ({', '.join(wrong[:4]) or 'extra keys'})")
+    return out
+
+
+def _mapping_layers(state: Mapping[str, torch.Tensor]) -> list[int]:
+    """Body indices of the mapping convs: square 3x3 convs (s -> s) after the shrink layer."""
+    found = []
+    for key, value in state.items():
+        m = _BODY_KEY.match(key)
+        if m and m["param"] == "weight" and value.ndim == 4 and value.shape[2:] == (3, 3) and value.shape[0] == value.shape[1]:
+            found.append(int(m["index"]))
+    return sorted(found)
 
 
 def _init_body_as_paper(body: nn.Sequential) -> None:

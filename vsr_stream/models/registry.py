@@ -188,7 +188,7 @@ def load_weights(module: nn.Module, path: str | Path) -> None:
             its keys or shapes differ from the module's; the message names the path.
     """
     path = Path(path)
-    state = _read_state_dict(path)
+    state = read_weights(path)
     _check_state_fits(module, state, path)
     module.load_state_dict(state, strict=True)
 
@@ -203,7 +203,7 @@ def load_matching_weights(module: nn.Module, path: str | Path) -> list[str]:
         ConfigError: the file is unreadable, or not a single tensor of it fits the module.
     """
     path = Path(path)
-    state = _read_state_dict(path)
+    state = read_weights(path)
     own = module.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if not fitting:
@@ -225,7 +225,12 @@ def save_weights(module: nn.Module, path: str | Path) -> None:
     save_file(tensors, str(path))
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file (safetensors, or a weights-only torch file, nested state dicts unwrapped).
+
+    Raises ConfigError if the file is missing or does not hold a dict of tensors.
+    """
+    path = Path(path)
     if not path.is_file():
         raise ConfigError(f"weights file {path} does not exist")
     # A truncated torch archive surfaces as RuntimeError and an empty one as EOFError; both

@@ -194,4 +194,7 @@ def _start(branch) -> str:
         return ", from random initialisation"
     if branch.init_layers == "matching":
         return f", started from the tensors of `{branch.init}` that fit (the rest initialised as usual)"
+    if branch.init_layers == "deepen":
+        return (f", started from `{branch.init}` with its mapping deepened by identity layers "
+                "(the same function at step 0)")
     return f", started from `{branch.init}`"

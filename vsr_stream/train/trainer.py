@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from vsr_stream.config import TrainConfig
 from vsr_stream.errors import ConfigError
-from vsr_stream.models import load_matching_weights, load_weights, save_weights, untrained_model
+from vsr_stream.models import load_matching_weights, load_weights, read_weights, save_weights, untrained_model
+from vsr_stream.models.fsrcnn import deepened_state
 from vsr_stream.models.registry import weights_file
 from vsr_stream.quality.metrics import psnr_y
 from vsr_stream.train.data import PatchBank, load_pictures, sample_batch
@@ -82,6 +83,9 @@ def _initial_model(branch, scale: int) -> torch.nn.Module:
         raise ConfigError(f"model {branch.model!r} has no weights to start from (init = {branch.init!r})")
     if branch.init_layers == "all":
         load_weights(net, path)
+        return net
+    if branch.init_layers == "deepen":
+        net.load_state_dict(deepened_state(read_weights(path), net.state_dict()))
         return net
     kept = load_matching_weights(net, path)
     log.info("%s x%d: started from the fitting tensors of %s; initialised as usual: %s",
