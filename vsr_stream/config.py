@@ -105,6 +105,10 @@ class BranchConfig(_Section):
     workers: int = Field(1, ge=0, description="Built-in worker count for this class (0: external workers only).")
     max_batch: int = Field(64, ge=1, description="Most tiles per forward pass.")
     max_wait_ms: int = Field(5, ge=0, description="Longest time a tile waits for its batch to fill.")
+    merge_px: int = Field(
+        0, ge=0, description="Tiles of this class that touch, in one frame and one batch, run as one window "
+        "of up to this many LR px a side (0: each tile alone). Route and reuse on small tiles, run the "
+        "network on large windows: the output is the same, the context overhead of small tiles is not paid.")
     threads: int = Field(0, ge=0, description="Torch intra-op threads per worker; 0 keeps torch's default.")
     precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = Field(
         "auto", description="Arithmetic of the network. auto: bf16 where the device computes bf16 natively "

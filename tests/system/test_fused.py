@@ -255,3 +255,21 @@ def test_cuda_fused_matches_cpu_fused(clips, tmp_path, caplog):
     assert report_fields(got) == report_fields(ref)
     for a, b in zip(decoded(tmp_path / "gpu.mkv"), decoded(tmp_path / "cpu.mkv"), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("mode", ["fused", "inproc"])
+def test_merged_windows_give_the_tile_by_tile_output(clips, fsrcnn_weights, tmp_path, mode):
+    """merge_px: touching tiles of a class run as one window, in fewer calls, with the same output
+    (to float rounding: a conv may sum in another order on another window size)."""
+    overrides = {**two_classes(fsrcnn_weights(2)), "transport": {"mode": mode}}
+    alone = vsr_stream.upscale(clips["even"], tmp_path / "alone.mkv", scale=2, overrides=overrides)
+    merged_branches = [{**b, "merge_px": 64} for b in overrides["upscale"]["branches"]]
+    merged = vsr_stream.upscale(clips["even"], tmp_path / "merged.mkv", scale=2, overrides={
+        **overrides, "upscale": {**overrides["upscale"], "branches": merged_branches}})
+    a, b = decoded(tmp_path / "alone.mkv"), decoded(tmp_path / "merged.mkv")
+    assert len(a) == len(b) == merged.frames == 6
+    diff = np.abs(np.stack(a).astype(int) - np.stack(b).astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+    assert merged.tiles_per_class == alone.tiles_per_class
+    work = [sum(s["window_px"] for name, s in r.stages.items() if name.startswith("upscale")) for r in (merged, alone)]
+    assert work[0] < 0.8 * work[1]  # the context around small tiles is paid once per merged window

@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from types import ModuleType
 from typing import Any, Callable, Iterator
 
@@ -29,7 +30,8 @@ from vsr_stream.media.sink_thread import ThreadedSink
 from vsr_stream.media.source import open_source
 from vsr_stream.models.inference import BranchModel
 from vsr_stream.ops.blend import accumulate_tiles, normalize
-from vsr_stream.stages.classify import ReuseTracker, batches_by_class, cut_windows, tile_classes, tile_plan
+from vsr_stream.ops.merge import upscale_merged
+from vsr_stream.stages.classify import ReuseTracker, cut_windows, tile_classes, tile_plan
 from vsr_stream.runtime.latency import LatencyMeter
 from vsr_stream.runtime.memory import trim_due, trim_heap
 from vsr_stream.stages.decode import DecodeFeed
@@ -105,6 +107,7 @@ class FusedLoop:
         self.frames = self.packets = 0
         self.tiles = [0] * cfg.n_classes
         self.batches = [0] * cfg.n_classes
+        self.window_px = [0] * cfg.n_classes  # LR pixels through each class's network (windows, merged or not)
         self.reuse = ReuseTracker(cfg.reuse)
         self.previous: Any = None  # the last output frame in xp's memory, while reuse is on
         self.busy_s: dict[str, float] = defaultdict(float)  # time this thread spent in each step
@@ -182,9 +185,14 @@ class FusedLoop:
             kept = geom[~reused]
             classes = _to_host(tile_classes(frame, kept, self.cfg.classify), xp)  # a byte per tile upscaled
             acc, wsum = hr_canvas(h, w, scale, xp)
-        for k, rows in batches_by_class(kept, classes, self.cfg.upscale.branches):
+        for k, branch in enumerate(self.cfg.upscale.branches):
+            rows = kept[classes == k]
+            if not len(rows):
+                continue
+            self.tiles[k] += len(rows)
             with self._timed(f"upscale{k}"):
-                hr = self._upscale(k, cut_windows(frame, rows))
+                hr = upscale_merged(partial(self._upscale, k), cut_windows(frame, rows), rows, branch.merge_px,
+                                    branch.max_batch, scale)
             with self._timed("stitch"):
                 accumulate_tiles(acc, wsum, hr, rows, scale, self.ramp_px)
         with self._timed("stitch"):
@@ -205,8 +213,8 @@ class FusedLoop:
         model = self.models[k]
         x = torch.from_numpy(windows) if self.xp is np else torch.from_dlpack(windows)
         y = model.upscale_tensor(x.to(model.device))  # .to: a no-op unless a branch sits elsewhere
-        self.tiles[k] += len(windows)
         self.batches[k] += 1
+        self.window_px[k] += windows.shape[0] * windows.shape[1] * windows.shape[2]
         return y.cpu().numpy() if self.xp is np else self.xp.from_dlpack(y)
 
     @contextmanager
@@ -221,6 +229,7 @@ class FusedLoop:
     def stats(self) -> dict[str, dict[str, Any]]:
         busy = self.busy_s
         upscale = {f"upscale{k}": {"cls": k, "tiles": self.tiles[k], "batches": self.batches[k],
+                                   "window_px": self.window_px[k],
                                    "busy_s": busy[f"upscale{k}"], "fp32_retries": m.fp32_retries,
                                    "precision": m.precision, "layout": m.layout}
                    for k, m in enumerate(self.models)}

@@ -4,7 +4,7 @@ Receives: TILES of class K on tiles<K> (round-robin among that class's workers).
 Emits: one RESULT per TILES message (its geometry and the upscaled windows) on 'results'.
 Connects: tiles<K> (PULL), stitch_in (PUSH). A service: no EOS; runs until the supervisor's STOP.
 Batches tiles across messages and frames: runs when max_batch tiles wait or the oldest has
-waited max_wait_ms.
+waited max_wait_ms. With ``merge_px``, touching tiles of one frame run as one larger window.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from vsr_stream import messages as m
 from vsr_stream.config import PipelineConfig
 from vsr_stream.errors import ProtocolError
 from vsr_stream.models.inference import BranchModel
+from vsr_stream.ops.merge import upscale_merged
 from vsr_stream.stage import Out, Stage
 
 
@@ -35,6 +36,7 @@ class UpscaleStage(Stage):
         self.first_at = 0.0
         self.tiles = 0
         self.batches = 0
+        self.window_px = 0  # LR pixels through the network (windows, merged or not)
         self.busy_s = 0.0
 
     def setup(self) -> None:
@@ -64,17 +66,33 @@ class UpscaleStage(Stage):
             yield from _split(group, hr)
 
     def _upscaled(self, group: list[m.Message]) -> tuple[list[m.Message], np.ndarray]:
-        assert self.model is not None
-        windows = np.concatenate([g.arrays[1] for g in group]) if len(group) > 1 else group[0].arrays[1]
-        step = self.branch.max_batch
-        hr = [self.model.upscale(windows[i:i + step]) for i in range(0, len(windows), step)]
+        """The HR windows of ``group`` (messages whose windows share a shape), in message order.
+        Tiles of one frame may merge into larger windows (``merge_px``); frames never mix."""
+        frames: dict[int, list[m.Message]] = {}
+        for msg in group:
+            frames.setdefault(msg.header["index"], []).append(msg)
+        if self.branch.merge_px <= 0 or len(frames) == 1:
+            frames = {0: group}  # one call batches across frames; a merge sees one frame's tiles
+        ordered = [msg for msgs in frames.values() for msg in msgs]
+        hr = [self._frame_windows(msgs) for msgs in frames.values()]
+        return ordered, np.concatenate(hr) if len(hr) > 1 else hr[0]
+
+    def _frame_windows(self, msgs: list[m.Message]) -> np.ndarray:
+        rows = np.concatenate([g.arrays[0] for g in msgs]) if len(msgs) > 1 else msgs[0].arrays[0]
+        windows = np.concatenate([g.arrays[1] for g in msgs]) if len(msgs) > 1 else msgs[0].arrays[1]
         self.tiles += len(windows)
-        self.batches += len(hr)
-        return group, np.concatenate(hr) if len(hr) > 1 else hr[0]
+        return upscale_merged(self._run, windows, rows, self.branch.merge_px, self.branch.max_batch, self.cfg.scale)
+
+    def _run(self, windows: np.ndarray) -> np.ndarray:
+        assert self.model is not None
+        self.batches += 1
+        self.window_px += windows.shape[0] * windows.shape[1] * windows.shape[2]
+        return self.model.upscale(windows)
 
     def stats(self) -> dict[str, Any]:
         model = self.model
-        return {"cls": self.cls, "tiles": self.tiles, "batches": self.batches, "busy_s": self.busy_s,
+        return {"cls": self.cls, "tiles": self.tiles, "batches": self.batches,
+                "window_px": self.window_px, "busy_s": self.busy_s,
                 "fp32_retries": model.fp32_retries if model else 0,
                 "precision": model.precision if model else None, "layout": model.layout if model else None}
 
