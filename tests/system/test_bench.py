@@ -72,6 +72,7 @@ def test_bench_reports_every_number_and_plots(tmp_path):
         assert r["efficiency"] > 0 and math.isclose(r["efficiency"], r["pipeline_fps"] / r["ideal_fps"])
         branch = r["branches"][0]
         assert branch["tiles"] == 48 and branch["macs_per_window"] == 16 * 18 * 16 * 3 * 16  # 16 taps per HR value
+        assert branch["window_px"] == 48 * 16 * 18 and branch["macs"] == 48 * branch["macs_per_window"]
         assert r["branch_gmacs_per_s"] > 0 and r["matmul_peak_gmacs_per_s"]["fp32"] > 0
         assert r["branch_fraction_of_peak"]["fp32"] > 0
         assert r["peak_rss_mib"] > 50 and r["memory_scaling"]["frames"] == 40
@@ -122,4 +123,9 @@ def test_stage_times_sum_branch_workers_and_skip_untimed_stages():
     assert [r["tiles"] for r in rows] == [8, 4]
     assert rows[0]["gmacs_per_s"] == pytest.approx(8 / 3) and rows[1]["gmacs_per_s"] is None
     assert analyse.branch_rate_gmacs(rows) == pytest.approx((8 + 8) / 3)
+    # merged windows: the work is the pixels run, not tiles x window (here half of 8 windows of 100 px)
+    stages["upscale0.0"]["window_px"], stages["upscale0.1"]["window_px"] = 150, 250
+    rows = analyse.branch_work([10**9, 2 * 10**9], analyse.branch_tiles(stages, 2), busy,
+                               analyse.branch_tiles(stages, 2, "window_px"), 100)
+    assert rows[0]["macs"] == 4 * 10**9 and rows[0]["gmacs_per_s"] == pytest.approx(4 / 3)
     assert analyse.ideal_fps({"a": 50.0, "b": 150.0}) == pytest.approx(5.0)

@@ -48,6 +48,15 @@ def test_context_adds_the_overlap_work():
     assert padded.macs == pytest.approx(16 * 24 * 24)  # 16 tiles, each window 16 + 2*4 px
 
 
+def test_merged_windows_pay_their_context_once():
+    frame = np.full((64, 64, 3), 7, np.uint8)
+    cfg = load_config({"scale": 2, "tiling": {"tile_px": 16, "overlap_px": 0, "context_px": 4},
+                       "upscale": {"branches": [{"model": "bicubic", "merge_px": 64}]}})
+    assert pipeline_cost([frame], cfg, rates=(1.0,)).macs == 64 * 64  # one window: the frame
+    cfg = load_config({**cfg.model_dump(), "upscale": {"branches": [{"model": "bicubic", "merge_px": 40}]}})
+    assert pipeline_cost([frame], cfg, rates=(1.0,)).macs == pytest.approx(4 * 36 * 36)  # 2x2 tiles per window
+
+
 def test_grey_frames_count_like_rgb_and_measured_rates_are_positive():
     cfg = _cfg()
     grey = np.full((32, 32), 50, np.uint8)

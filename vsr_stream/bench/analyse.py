@@ -4,7 +4,8 @@ branch stage's multiply-adds per second, and PSNR of an output video against the
 Ideal fps = 1 / (sum over stages of busy seconds per frame): what the run would reach if the
 stages' work were perfectly overlapped on one core's worth of time each frame; efficiency =
 pipeline fps / ideal fps. Branch work: MACs of one tile window of the class's shape
-(:mod:`vsr_stream.models.macs`) times the tiles that branch ran, over its busy seconds.
+(:mod:`vsr_stream.models.macs`) per window pixel, times the LR pixels of the windows that branch
+ran (merged windows included), over its busy seconds.
 """
 
 from __future__ import annotations
@@ -44,12 +45,13 @@ def stage_busy_s(stages: dict[str, dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def branch_tiles(stages: dict[str, dict[str, Any]], n_classes: int) -> list[int]:
-    """Tiles each class's branch workers ran (reused tiles are not run)."""
+def branch_tiles(stages: dict[str, dict[str, Any]], n_classes: int, field: str = "tiles") -> list[int]:
+    """Tiles each class's branch workers ran (reused tiles are not run), or with ``field =
+    "window_px"`` the LR pixels their windows held (merged windows count once)."""
     tiles = [0] * n_classes
     for stats in stages.values():
         if "cls" in stats:
-            tiles[int(stats["cls"])] += int(stats.get("tiles", 0))
+            tiles[int(stats["cls"])] += int(stats.get(field, 0))
     return tiles
 
 
@@ -66,21 +68,26 @@ def window_macs(cfg: PipelineConfig, hw: tuple[int, int]) -> list[int]:
             for b in cfg.upscale.branches]
 
 
-def branch_work(macs_per_window: list[int], tiles: list[int], busy: dict[str, float]) -> list[dict[str, Any]]:
-    """Per class: MACs per window, tiles run, busy seconds and achieved 10^9 MACs per second
-    (None when the branch was never busy)."""
+def branch_work(macs_per_window: list[int], tiles: list[int], busy: dict[str, float],
+                window_px: list[int] | None = None, window_area: int | None = None) -> list[dict[str, Any]]:
+    """Per class: MACs per window, tiles run, MACs done, busy seconds and achieved 10^9 MACs per
+    second (None when the branch was never busy). MACs done: per window times tiles, or, given the
+    LR pixels the branch ran (``window_px``, which merged windows make fewer than tiles times
+    ``window_area``), per window pixel times those pixels."""
     rows = []
     for k, (macs, n) in enumerate(zip(macs_per_window, tiles)):
         busy_s = busy.get(f"upscale{k}", 0.0)
-        rows.append({"cls": k, "macs_per_window": macs, "tiles": n, "busy_s": busy_s,
-                     "gmacs_per_s": macs * n / busy_s / 1e9 if busy_s > 0 else None})
+        px = window_px[k] if window_px else 0
+        done = macs * px / window_area if px and window_area else macs * n
+        rows.append({"cls": k, "macs_per_window": macs, "tiles": n, "window_px": px or None, "macs": done,
+                     "busy_s": busy_s, "gmacs_per_s": done / busy_s / 1e9 if busy_s > 0 else None})
     return rows
 
 
 def branch_rate_gmacs(rows: list[dict[str, Any]]) -> float | None:
     """All branches together: their MACs over their busy seconds, 10^9 per second."""
     busy = sum(r["busy_s"] for r in rows)
-    return sum(r["macs_per_window"] * r["tiles"] for r in rows) / busy / 1e9 if busy > 0 else None
+    return sum(r["macs"] for r in rows) / busy / 1e9 if busy > 0 else None
 
 
 def stage_times(run: dict[str, Any]) -> tuple[dict[str, float], list[str]]:

@@ -178,7 +178,8 @@ def _preset_result(name: str, cfg: PipelineConfig, runs: list[dict], naive: dict
 
 def _branch_rows(cfg: PipelineConfig, clip: Clip, stages: dict[str, dict], numerics: list[dict]) -> list[dict]:
     hw = an.window_hw(clip.lr_hw, cfg.tiling)
-    rows = an.branch_work(an.window_macs(cfg, hw), an.branch_tiles(stages, cfg.n_classes), an.stage_busy_s(stages))
+    rows = an.branch_work(an.window_macs(cfg, hw), an.branch_tiles(stages, cfg.n_classes), an.stage_busy_s(stages),
+                          an.branch_tiles(stages, cfg.n_classes, "window_px"), hw[0] * hw[1])
     return [{"model": b.model, **n, **row} for b, n, row in zip(cfg.upscale.branches, numerics, rows)]
 
 

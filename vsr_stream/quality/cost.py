@@ -8,7 +8,8 @@ classes as the pipeline's classify stage.
 Each branch's MACs per LR window pixel are measured once with
 :func:`vsr_stream.models.macs.macs_per_output_pixel` (convolutions are linear in area, so
 one 64x64 probe gives the per-pixel rate); a window of ``wh x ww`` LR pixels costs that rate
-times its area. Tile plans and classes come from the classify stage's own functions.
+times its area; tiles merged into one window (``merge_px``) count that window once. Tile plans
+and classes come from the classify stage's own functions.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from vsr_stream.config import PipelineConfig
 from vsr_stream.messages import GEOM_COLUMNS
+from vsr_stream.ops.merge import merge_groups, union_rect
 from vsr_stream.stages.classify import tile_classes, tile_plan
 
 _WH, _WW = GEOM_COLUMNS.index("wh"), GEOM_COLUMNS.index("ww")
@@ -71,6 +73,14 @@ def frame_classes(frame: np.ndarray, cfg: PipelineConfig) -> tuple[np.ndarray, n
     return geom, tile_classes(frame, geom, cfg.classify)
 
 
+def window_area(geom: np.ndarray, merge_px: int) -> int:
+    """LR pixels of the windows one class's tiles ``geom`` (of one frame) run on: each tile's
+    window, or with ``merge_px`` each merged window once, grouped as the fused loop groups them."""
+    if merge_px <= 0:
+        return int((geom[:, _WH].astype(np.int64) * geom[:, _WW]).sum())
+    return sum(h * w for _, _, h, w in (union_rect(geom[g]) for g in merge_groups(geom, merge_px)))
+
+
 def pipeline_cost(frames: Iterable[np.ndarray], cfg: PipelineConfig,
                   rates: tuple[float, ...] | None = None) -> PipelineCost:
     """Total cost of upscaling RGB (H, W, 3) or grey (H, W) uint8 ``frames`` with ``cfg``."""
@@ -80,10 +90,9 @@ def pipeline_cost(frames: Iterable[np.ndarray], cfg: PipelineConfig,
     for frame in frames:
         rgb = np.repeat(frame[:, :, None], 3, axis=2) if frame.ndim == 2 else frame
         geom, classes = frame_classes(rgb, cfg)
-        area = geom[:, _WH].astype(np.int64) * geom[:, _WW]
-        for k, rate in enumerate(rates):
-            mine = classes == k
-            counts[k] += int(mine.sum())
-            macs += rate * float(area[mine].sum())
+        for k, (rate, branch) in enumerate(zip(rates, cfg.upscale.branches)):
+            mine = geom[classes == k]
+            counts[k] += len(mine)
+            macs += rate * float(window_area(mine, branch.merge_px))
         hr_pixels += rgb.shape[0] * rgb.shape[1] * cfg.scale * cfg.scale
     return PipelineCost(macs, hr_pixels, tuple(int(c) for c in counts), tuple(rates))
