@@ -258,10 +258,15 @@ def test_cuda_fused_matches_cpu_fused(clips, tmp_path, caplog):
 
 
 @pytest.mark.parametrize("mode", ["fused", "inproc"])
-def test_merged_windows_give_the_tile_by_tile_output(clips, fsrcnn_weights, tmp_path, mode):
+@pytest.mark.parametrize("n_classes", [2, 1])
+def test_merged_windows_give_the_tile_by_tile_output(clips, fsrcnn_weights, tmp_path, mode, n_classes):
     """merge_px: touching tiles of a class run as one window, in fewer calls, with the same output
-    (to float rounding: a conv may sum in another order on another window size)."""
+    (to float rounding: a conv may sum in another order on another window size). With one class
+    the merged window is the whole frame, which the fused loop outputs as it is."""
     overrides = {**two_classes(fsrcnn_weights(2)), "transport": {"mode": mode}}
+    if n_classes == 1:
+        overrides = {**overrides, "classify": {"tvat_thresholds": []}, "reuse": {"enabled": False},
+                     "upscale": {**overrides["upscale"], "branches": overrides["upscale"]["branches"][1:]}}
     alone = vsr_stream.upscale(clips["even"], tmp_path / "alone.mkv", scale=2, overrides=overrides)
     merged_branches = [{**b, "merge_px": 64} for b in overrides["upscale"]["branches"]]
     merged = vsr_stream.upscale(clips["even"], tmp_path / "merged.mkv", scale=2, overrides={
@@ -273,3 +278,5 @@ def test_merged_windows_give_the_tile_by_tile_output(clips, fsrcnn_weights, tmp_
     assert merged.tiles_per_class == alone.tiles_per_class
     work = [sum(s["window_px"] for name, s in r.stages.items() if name.startswith("upscale")) for r in (merged, alone)]
     assert work[0] < 0.8 * work[1]  # the context around small tiles is paid once per merged window
+    if n_classes == 1 and mode == "fused":
+        assert work[0] == 6 * 64 * 48  # one window per frame: the frame

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vsr_stream.geometry import plan_tiles
-from vsr_stream.ops.merge import merge_groups, union_rect, upscale_merged
+from vsr_stream.ops.merge import merge_groups, merged_rows, union_rect, upscale_merged
 from vsr_stream.stages.classify import cut_windows
 
 SCALE = 2
@@ -39,6 +39,13 @@ def _check_groups(geom: np.ndarray, groups: list[np.ndarray], max_px: int) -> No
         for _, _, _, _, _, wy0, wx0, wh, ww in geom[g].tolist():
             covered[wy0 - y:wy0 - y + wh, wx0 - x:wx0 - x + ww] = True
         assert covered.all(), "a merged window must be cut from pixels its tiles' windows hold"
+        [(_, cy, cx, ch, cw, wy, wx, wh, ww)] = merged_rows(geom, [g]).tolist()
+        assert (wy, wx, wh, ww) == (y, x, h, w)
+        cores = np.zeros((ch, cw), bool)
+        for _, y0, x0, th, tw, *_ in geom[g].tolist():
+            assert cy <= y0 and cx <= x0 and y0 + th <= cy + ch and x0 + tw <= cx + cw
+            cores[y0 - cy:y0 - cy + th, x0 - cx:x0 - cx + tw] = True
+        assert cores.all(), "a merged tile's core must be its tiles' cores, with no other tile's pixels"
         assert len(g) == 1 or max(h, w) <= max_px
 
 

@@ -29,16 +29,16 @@ def merge_groups(geom: np.ndarray, max_px: int) -> list[np.ndarray]:
     """Groups of ``geom`` rows (one frame's tiles, int ``(n, 9)``) to run as one window each.
 
     Each group is an int64 array of row indices; every row is in exactly one group. A group's
-    windows cover the rectangle they span without a hole (so it can be cut from the frame or
-    pasted from the windows), and the rectangle is at most ``max_px`` LR pixels a side unless
-    the group is a single tile. Greedy: runs along each tile row of windows that touch or
-    overlap, then runs of the same horizontal extent stacked downwards. ``max_px <= 0``: every
-    tile alone.
+    cores tile a rectangle without a hole (so it can be stitched as one tile), its windows
+    cover the rectangle they span (so it can be cut from the frame or pasted from the windows),
+    and that window rectangle is at most ``max_px`` LR pixels a side unless the group is a single
+    tile. Greedy: runs along each tile row of cores that touch or overlap, then runs of the same
+    horizontal extent stacked downwards. ``max_px <= 0``: every tile alone.
     """
     n = len(geom)
     if max_px <= 0 or n < 2:
         return [np.array([i], dtype=np.int64) for i in range(n)]
-    order = np.lexsort((geom[:, _WX], geom[:, _WY], geom[:, 1]))
+    order = np.lexsort((geom[:, 2], geom[:, 1]))
     runs: list[list[int]] = []
     for i in order.tolist():
         last = runs[-1] if runs else None
@@ -49,7 +49,7 @@ def merge_groups(geom: np.ndarray, max_px: int) -> list[np.ndarray]:
     groups: list[list[int]] = []
     open_by_span: dict[tuple[int, int], list[int]] = {}  # the group a run of that x-extent may extend
     for run in runs:
-        span = (int(geom[run[0], _WX]), int(geom[run[-1], _WX] + geom[run[-1], _WW]))
+        span = (int(geom[run[0], 2]), int(geom[run[-1], 2] + geom[run[-1], 4]))
         group = open_by_span.get(span)
         if group is not None and _extends_down(geom, group, run, max_px):
             group.extend(run)
@@ -60,72 +60,98 @@ def merge_groups(geom: np.ndarray, max_px: int) -> list[np.ndarray]:
     return [np.array(g, dtype=np.int64) for g in groups]
 
 
+def merged_rows(geom: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+    """One ``GEOM_COLUMNS`` row per group of :func:`merge_groups`: the union of its cores as the
+    core and :func:`union_rect` as the window; ``tile_id`` is the group's first tile's. int32 ``(g, 9)``."""
+    out = np.empty((len(groups), geom.shape[1]), dtype=np.int32)
+    for k, g in enumerate(groups):
+        rows = geom[g]
+        y0, x0 = rows[:, 1].min(), rows[:, 2].min()
+        out[k, :5] = rows[0, 0], y0, x0, (rows[:, 1] + rows[:, 3]).max() - y0, (rows[:, 2] + rows[:, 4]).max() - x0
+        out[k, 5:] = union_rect(rows)
+    return out
+
+
 def union_rect(geom: np.ndarray) -> tuple[int, int, int, int]:
     """``(y, x, h, w)``: the bounding rectangle of the windows of ``geom`` rows (LR pixels)."""
     y, x = int(geom[:, _WY].min()), int(geom[:, _WX].min())
     return y, x, int((geom[:, _WY] + geom[:, _WH]).max()) - y, int((geom[:, _WX] + geom[:, _WW]).max()) - x
 
 
+def window_batches(geom: np.ndarray, max_px: int, max_batch: int) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    """What to run for one class's tiles ``geom`` of one frame: ``(rows, groups)`` per network call.
+
+    ``rows``: int32 ``(m, 9)``, 1 <= m <= ``max_batch``, the :func:`merged_rows` of ``groups``
+    (a tile that merged with none is its own row), all of one window shape, so they batch;
+    ``groups``: the ``geom`` indices of each row's tiles. Unmerged tiles come first, in ``geom``
+    order; then merged windows by shape.
+    """
+    groups = merge_groups(geom, max_px)
+    by_shape: dict[tuple[int, int], list[np.ndarray]] = {}
+    for g in groups:
+        rect = union_rect(geom[g])
+        by_shape.setdefault(rect[2:] if len(g) > 1 else (-1, -1), []).append(g)  # singles share one shape
+    out = []
+    for members in by_shape.values():
+        for start in range(0, len(members), max_batch):
+            chunk = members[start:start + max_batch]
+            out.append((merged_rows(geom, chunk), chunk))
+    return out
+
+
 def upscale_merged(run: Callable[[Any], Any], windows: Any, geom: np.ndarray, max_px: int,
                    max_batch: int, scale: int) -> Any:
     """HR windows of ``windows`` (``(n, wh, ww, C)``, the LR windows of ``geom`` rows of one frame)
-    as ``run`` (LR batch -> HR batch) gives them, with :func:`merge_groups`' groups each run once.
+    as ``run`` (LR batch -> HR batch) gives them, calling it on :func:`window_batches`' windows.
 
     Returns ``(n, wh*scale, ww*scale, C)`` in ``windows``' array module; rows in ``geom`` order.
-    Batches hold at most ``max_batch`` windows of one shape. With no group of two or more this is
-    ``run`` over batches of ``windows``, nothing copied.
+    A merged window is pasted from its tiles' windows and each tile's window cropped from its
+    output. With nothing merged this is ``run`` over batches of ``windows``, nothing copied.
     """
-    groups = merge_groups(geom, max_px)
-    if all(len(g) == 1 for g in groups):
+    batches = window_batches(geom, max_px, max_batch)
+    if all(len(g) == 1 for _, groups in batches for g in groups):
         return _batched(run, windows, max_batch)
     xp = array_module(windows)
     n, wh, ww, channels = windows.shape
     out = xp.empty((n, wh * scale, ww * scale, channels), dtype=windows.dtype)
-    singles = np.concatenate([g for g in groups if len(g) == 1] or [np.zeros(0, np.int64)])
-    if len(singles):
-        out[xp.asarray(singles)] = _batched(run, windows[xp.asarray(singles)], max_batch)
-    by_shape: dict[tuple[int, int], list[tuple[np.ndarray, tuple[int, int, int, int]]]] = {}
-    for g in groups:
-        if len(g) > 1:
-            rect = union_rect(geom[g])
-            by_shape.setdefault(rect[2:], []).append((g, rect))
-    for (h, w), members in by_shape.items():
-        for start in range(0, len(members), max_batch):
-            chunk = members[start:start + max_batch]
-            canvases = xp.empty((len(chunk), h, w, channels), dtype=windows.dtype)
-            for canvas, (g, rect) in zip(canvases, chunk):
-                _paste(canvas, windows, geom, g, rect)
-            hr = run(canvases)
-            for merged, (g, rect) in zip(hr, chunk):
-                for i in g.tolist():
-                    oy, ox = (int(geom[i, _WY]) - rect[0]) * scale, (int(geom[i, _WX]) - rect[1]) * scale
-                    out[i] = merged[oy:oy + wh * scale, ox:ox + ww * scale]
+    for rows, groups in batches:
+        if all(len(g) == 1 for g in groups):
+            index = xp.asarray(np.concatenate(groups))
+            out[index] = run(windows[index])
+            continue
+        canvases = xp.empty((len(rows), int(rows[0, _WH]), int(rows[0, _WW]), channels), dtype=windows.dtype)
+        for canvas, row, g in zip(canvases, rows, groups):
+            _paste(canvas, windows, geom, g, row)
+        for merged, row, g in zip(run(canvases), rows, groups):
+            for i in g.tolist():
+                oy, ox = (int(geom[i, _WY]) - int(row[_WY])) * scale, (int(geom[i, _WX]) - int(row[_WX])) * scale
+                out[i] = merged[oy:oy + wh * scale, ox:ox + ww * scale]
     return out
 
 
 def _extends_run(geom: np.ndarray, run: list[int], i: int, max_px: int) -> bool:
-    """Tile ``i`` continues ``run`` to the right: same tile row and window rows, touching, not too wide."""
-    first, last = geom[run[0]], geom[run[-1]]
-    row = geom[i]
-    if row[1] != first[1] or row[_WY] != first[_WY] or row[_WH] != first[_WH]:
+    """Tile ``i`` continues ``run`` to the right: same tile row, cores touching, windows not too wide."""
+    first, last, row = geom[run[0]], geom[run[-1]], geom[i]
+    if row[1] != first[1] or row[3] != first[3] or row[_WY] != first[_WY] or row[_WH] != first[_WH]:
         return False
     right = int(last[_WX] + last[_WW])
-    return row[_WX] <= right and max(right, int(row[_WX] + row[_WW])) - int(first[_WX]) <= max_px
+    return row[2] <= last[2] + last[4] and max(right, int(row[_WX] + row[_WW])) - int(first[_WX]) <= max_px
 
 
 def _extends_down(geom: np.ndarray, group: list[int], run: list[int], max_px: int) -> bool:
-    """``run`` (the same x-extent as ``group``) continues ``group`` downwards: touching, not too tall."""
+    """``run`` (the same core x-extent as ``group``) continues ``group`` downwards: cores touching,
+    windows not too tall."""
+    core_bottom = int((geom[group, 1] + geom[group, 3]).max())
     top = int(geom[group, _WY].min())
-    bottom = int((geom[group, _WY] + geom[group, _WH]).max())
     first = geom[run[0]]
-    return first[_WY] <= bottom and int(first[_WY] + first[_WH]) - top <= max_px
+    return first[1] <= core_bottom and int(first[_WY] + first[_WH]) - top <= max_px
 
 
-def _paste(canvas: Any, windows: Any, geom: np.ndarray, group: np.ndarray, rect: tuple[int, int, int, int]) -> None:
-    """Fill ``canvas`` (the rectangle ``rect`` of the frame) from the windows of ``group``, which cover it."""
+def _paste(canvas: Any, windows: Any, geom: np.ndarray, group: np.ndarray, row: np.ndarray) -> None:
+    """Fill ``canvas`` (the window of merged ``row``) from the windows of ``group``, which cover it."""
     _, wh, ww, _ = windows.shape
     for i in group.tolist():
-        oy, ox = int(geom[i, _WY]) - rect[0], int(geom[i, _WX]) - rect[1]
+        oy, ox = int(geom[i, _WY]) - int(row[_WY]), int(geom[i, _WX]) - int(row[_WX])
         canvas[oy:oy + wh, ox:ox + ww] = windows[i]
 
 

@@ -15,7 +15,6 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import replace
-from functools import partial
 from types import ModuleType
 from typing import Any, Callable, Iterator
 
@@ -30,7 +29,7 @@ from vsr_stream.media.sink_thread import ThreadedSink
 from vsr_stream.media.source import open_source
 from vsr_stream.models.inference import BranchModel
 from vsr_stream.ops.blend import accumulate_tiles, normalize
-from vsr_stream.ops.merge import upscale_merged
+from vsr_stream.ops.merge import window_batches
 from vsr_stream.stages.classify import ReuseTracker, cut_windows, tile_classes, tile_plan
 from vsr_stream.runtime.latency import LatencyMeter
 from vsr_stream.runtime.memory import trim_due, trim_heap
@@ -184,25 +183,34 @@ class FusedLoop:
             reused = self.reuse.reused(frame, geom, self.frames)
             kept = geom[~reused]
             classes = _to_host(tile_classes(frame, kept, self.cfg.classify), xp)  # a byte per tile upscaled
-            acc, wsum = hr_canvas(h, w, scale, xp)
-        for k, branch in enumerate(self.cfg.upscale.branches):
-            rows = kept[classes == k]
-            if not len(rows):
-                continue
-            self.tiles[k] += len(rows)
+            calls = []  # (class, rows): each a network call on tile windows, or merged ones (merge_px)
+            for k, branch in enumerate(self.cfg.upscale.branches):
+                mine = kept[classes == k]
+                self.tiles[k] += len(mine)
+                calls += [(k, rows) for rows, _ in window_batches(mine, branch.merge_px, branch.max_batch)]
+        if not reused.any() and len(calls) == 1 and _whole_frame(calls[0][1], h, w):
+            with self._timed(f"upscale{calls[0][0]}"):  # one window, the frame: its output is the frame
+                out = self._upscale(calls[0][0], frame[None])[0]
+        else:
+            out = self._stitched(frame, geom, reused, calls)
+        self.previous = out if self.cfg.reuse.enabled else None
+        with self._timed("encode"):
+            sink.write_frame(replace(item, array=_to_host(out, xp)), on_written=self._encoded)  # one download
+        self.frames += 1
+
+    def _stitched(self, frame: Any, geom: np.ndarray, reused: np.ndarray, calls: list[tuple[int, np.ndarray]]) -> Any:
+        scale = self.cfg.scale
+        with self._timed("stitch"):
+            acc, wsum = hr_canvas(frame.shape[0], frame.shape[1], scale, self.xp)
+        for k, rows in calls:
             with self._timed(f"upscale{k}"):
-                hr = upscale_merged(partial(self._upscale, k), cut_windows(frame, rows), rows, branch.merge_px,
-                                    branch.max_batch, scale)
+                hr = self._upscale(k, cut_windows(frame, rows))
             with self._timed("stitch"):
                 accumulate_tiles(acc, wsum, hr, rows, scale, self.ramp_px)
         with self._timed("stitch"):
             if reused.any():  # after the upscaled tiles, as the stitch stage adds them at release
                 fill_reused(acc, wsum, self.previous, geom[reused], scale, self.ramp_px)
-            out = normalize(acc, wsum, frame.dtype)
-            self.previous = out if self.cfg.reuse.enabled else None
-        with self._timed("encode"):
-            sink.write_frame(replace(item, array=_to_host(out, xp)), on_written=self._encoded)  # one download
-        self.frames += 1
+            return normalize(acc, wsum, frame.dtype)
 
     def _encoded(self, item: VideoFrameItem) -> None:
         """Called by the encode thread once ``item`` is written: its ingest-to-encode latency."""
@@ -243,6 +251,11 @@ class FusedLoop:
                 "stitch": {"frames": self.frames, "busy_s": busy["stitch"]},
                 "encode": {"frames": self.frames, "packets": self.packets, **self.written, **self.latency.summary(),
                            "busy_s": self.work_s.get("encode", busy["encode"]), "wait_s": busy["encode"]}}
+
+
+def _whole_frame(rows: np.ndarray, h: int, w: int) -> bool:
+    """``rows`` is one tile (merged or not) whose core and window are the whole ``h x w`` frame."""
+    return len(rows) == 1 and tuple(int(v) for v in rows[0, 1:]) == (0, 0, h, w, 0, 0, h, w)
 
 
 def _to_host(a: Any, xp: ModuleType) -> np.ndarray:
