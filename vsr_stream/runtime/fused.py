@@ -219,6 +219,8 @@ class FusedLoop:
     def _upscale(self, k: int, windows: Any) -> Any:
         """Class ``k``'s network on ``windows`` (xp, NHWC); the HR windows in xp's memory."""
         model = self.models[k]
+        if self.xp is np and not windows.flags.writeable:  # a decoded frame may be read-only; torch wants writable
+            windows = windows.copy()
         x = torch.from_numpy(windows) if self.xp is np else torch.from_dlpack(windows)
         y = model.upscale_tensor(x.to(model.device))  # .to: a no-op unless a branch sits elsewhere
         self.batches[k] += 1
