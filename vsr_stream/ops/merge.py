@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from vsr_stream.messages import GEOM_COLUMNS
 from vsr_stream.ops import array_module
 
-_WY, _WX, _WH, _WW = 5, 6, 7, 8  # window columns of messages.GEOM_COLUMNS
+_Y0, _X0, _H, _W, _WY, _WX, _WH, _WW = (GEOM_COLUMNS.index(c) for c in ("y0", "x0", "h", "w", "wy0", "wx0", "wh", "ww"))
 
 
 def merge_groups(geom: np.ndarray, max_px: int) -> list[np.ndarray]:
@@ -38,7 +39,7 @@ def merge_groups(geom: np.ndarray, max_px: int) -> list[np.ndarray]:
     n = len(geom)
     if max_px <= 0 or n < 2:
         return [np.array([i], dtype=np.int64) for i in range(n)]
-    order = np.lexsort((geom[:, 2], geom[:, 1]))
+    order = np.lexsort((geom[:, _X0], geom[:, _Y0]))
     runs: list[list[int]] = []
     for i in order.tolist():
         last = runs[-1] if runs else None
@@ -49,7 +50,7 @@ def merge_groups(geom: np.ndarray, max_px: int) -> list[np.ndarray]:
     groups: list[list[int]] = []
     open_by_span: dict[tuple[int, int], list[int]] = {}  # the group a run of that x-extent may extend
     for run in runs:
-        span = (int(geom[run[0], 2]), int(geom[run[-1], 2] + geom[run[-1], 4]))
+        span = (int(geom[run[0], _X0]), int(geom[run[-1], _X0] + geom[run[-1], _W]))
         group = open_by_span.get(span)
         if group is not None and _extends_down(geom, group, run, max_px):
             group.extend(run)
@@ -66,9 +67,9 @@ def merged_rows(geom: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
     out = np.empty((len(groups), geom.shape[1]), dtype=np.int32)
     for k, g in enumerate(groups):
         rows = geom[g]
-        y0, x0 = rows[:, 1].min(), rows[:, 2].min()
-        out[k, :5] = rows[0, 0], y0, x0, (rows[:, 1] + rows[:, 3]).max() - y0, (rows[:, 2] + rows[:, 4]).max() - x0
-        out[k, 5:] = union_rect(rows)
+        y0, x0 = rows[:, _Y0].min(), rows[:, _X0].min()
+        out[k, :_WY] = rows[0, 0], y0, x0, (rows[:, _Y0] + rows[:, _H]).max() - y0, (rows[:, _X0] + rows[:, _W]).max() - x0
+        out[k, _WY:] = union_rect(rows)
     return out
 
 
@@ -88,9 +89,8 @@ def window_batches(geom: np.ndarray, max_px: int, max_batch: int) -> list[tuple[
     """
     groups = merge_groups(geom, max_px)
     by_shape: dict[tuple[int, int], list[np.ndarray]] = {}
-    for g in groups:
-        rect = union_rect(geom[g])
-        by_shape.setdefault(rect[2:] if len(g) > 1 else (-1, -1), []).append(g)  # singles share one shape
+    for g in groups:  # singles share the frame's window shape; a merged window's is its own
+        by_shape.setdefault(union_rect(geom[g])[2:] if len(g) > 1 else (-1, -1), []).append(g)
     out = []
     for members in by_shape.values():
         for start in range(0, len(members), max_batch):
@@ -132,19 +132,19 @@ def upscale_merged(run: Callable[[Any], Any], windows: Any, geom: np.ndarray, ma
 def _extends_run(geom: np.ndarray, run: list[int], i: int, max_px: int) -> bool:
     """Tile ``i`` continues ``run`` to the right: same tile row, cores touching, windows not too wide."""
     first, last, row = geom[run[0]], geom[run[-1]], geom[i]
-    if row[1] != first[1] or row[3] != first[3] or row[_WY] != first[_WY] or row[_WH] != first[_WH]:
+    if row[_Y0] != first[_Y0] or row[_H] != first[_H] or row[_WY] != first[_WY] or row[_WH] != first[_WH]:
         return False
     right = int(last[_WX] + last[_WW])
-    return row[2] <= last[2] + last[4] and max(right, int(row[_WX] + row[_WW])) - int(first[_WX]) <= max_px
+    return row[_X0] <= last[_X0] + last[_W] and max(right, int(row[_WX] + row[_WW])) - int(first[_WX]) <= max_px
 
 
 def _extends_down(geom: np.ndarray, group: list[int], run: list[int], max_px: int) -> bool:
     """``run`` (the same core x-extent as ``group``) continues ``group`` downwards: cores touching,
     windows not too tall."""
-    core_bottom = int((geom[group, 1] + geom[group, 3]).max())
+    core_bottom = int((geom[group, _Y0] + geom[group, _H]).max())
     top = int(geom[group, _WY].min())
     first = geom[run[0]]
-    return first[1] <= core_bottom and int(first[_WY] + first[_WH]) - top <= max_px
+    return first[_Y0] <= core_bottom and int(first[_WY] + first[_WH]) - top <= max_px
 
 
 def _paste(canvas: Any, windows: Any, geom: np.ndarray, group: np.ndarray, row: np.ndarray) -> None:
