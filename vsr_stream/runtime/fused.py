@@ -35,7 +35,7 @@ from vsr_stream.runtime.latency import LatencyMeter
 from vsr_stream.runtime.memory import trim_due, trim_heap
 from vsr_stream.stages.decode import DecodeFeed
 from vsr_stream.stages.encode import finish_sink, sink_counters
-from vsr_stream.stages.stitch import feather_ramp_px, fill_reused, hr_canvas
+from vsr_stream.stages.stitch import feather_ramp_px, finish_with_reused, hr_canvas
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ class FusedLoop:
                 accumulate_tiles(acc, wsum, hr, rows, scale, self.ramp_px)
         with self._timed("stitch"):
             if reused.any():  # after the upscaled tiles, as the stitch stage adds them at release
-                fill_reused(acc, wsum, self.previous, geom[reused], scale, self.ramp_px)
+                return finish_with_reused(acc, wsum, self.previous, geom[~reused], geom[reused], scale, self.ramp_px)
             return normalize(acc, wsum, frame.dtype)
 
     def _encoded(self, item: VideoFrameItem) -> None:

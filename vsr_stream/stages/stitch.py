@@ -53,6 +53,54 @@ def fill_reused(acc: Any, wsum: Any, previous: Any, geom: np.ndarray, scale: int
     accumulate_tiles(acc, wsum, cut_windows(previous, scaled_rows(cores, scale)), cores, scale, ramp_px)
 
 
+def finish_with_reused(acc: Any, wsum: Any, previous: Any, upscaled: np.ndarray, reused: np.ndarray, scale: int,
+                       ramp_px: int) -> Any:
+    """The HR frame of a canvas that holds the upscaled tiles ``upscaled``, with the tiles ``reused``
+    taken from ``previous`` (both int ``(n, 9)`` LR rows, ``messages.GEOM_COLUMNS``).
+
+    The same frame as :func:`fill_reused` of every reused tile then :func:`~vsr_stream.ops.blend.normalize`
+    of the whole canvas, in less time when most tiles are reused: a pixel that no upscaled core
+    covers is blended only from ``previous``'s own value, which gives that value back exactly, so it
+    is copied; only the reused tiles that touch an upscaled core are blended, and only the upscaled
+    cores are normalised (:func:`dirty_rects`). ``previous``: the last output frame, ``acc``'s shape,
+    on its device; it is not changed. Raises :class:`ModelInputError` as :func:`fill_reused` does.
+    """
+    near = reused[_touching(reused, upscaled)] if len(upscaled) else reused[:0]
+    if len(near):
+        fill_reused(acc, wsum, previous, near, scale, ramp_px)
+    elif tuple(previous.shape) != tuple(acc.shape):
+        raise ModelInputError(f"fill_reused: the previous frame is {tuple(previous.shape)}, the canvas "
+                              f"{tuple(acc.shape)}")
+    out = previous.copy()
+    for y0, x0, h, w in dirty_rects(upscaled) * scale:
+        out[y0 : y0 + h, x0 : x0 + w] = normalize(acc[y0 : y0 + h, x0 : x0 + w], wsum[y0 : y0 + h, x0 : x0 + w],
+                                                  previous.dtype)
+    return out
+
+
+def _touching(rows: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Bool ``(len(rows),)``: whether each row's LR core shares a pixel with any core of ``others``."""
+    a, b = rows[:, None, 1:5].astype(np.int64), others[None, :, 1:5].astype(np.int64)
+    return ((a[..., 0] < b[..., 0] + b[..., 2]) & (b[..., 0] < a[..., 0] + a[..., 2])
+            & (a[..., 1] < b[..., 1] + b[..., 3]) & (b[..., 1] < a[..., 1] + a[..., 3])).any(axis=1)
+
+
+def dirty_rects(rows: np.ndarray) -> np.ndarray:
+    """The LR cores of ``rows`` (int ``(n, 9)``) as int64 ``(m, 4)`` rectangles ``(y0, x0, h, w)`` that
+    cover exactly their union: cores of one band (same ``y0`` and ``h``, as a tile plan's rows are)
+    that touch or overlap along x are joined into one rectangle, so a row of changed tiles is one
+    slice. Duplicated rows (a merged window lists each of its tiles) are dropped."""
+    cores = np.unique(np.asarray(rows, dtype=np.int64)[:, 1:5], axis=0)  # sorted by y0, x0, h, w
+    rects: list[list[int]] = []
+    for y0, x0, h, w in cores[np.lexsort((cores[:, 1], cores[:, 2], cores[:, 0]))].tolist():
+        last = rects[-1] if rects else None
+        if last is not None and last[0] == y0 and last[2] == h and x0 <= last[1] + last[3]:
+            last[3] = max(last[3], x0 + w - last[1])
+        else:
+            rects.append([y0, x0, h, w])
+    return np.array(rects, dtype=np.int64).reshape(-1, 4)
+
+
 @dataclass
 class _Canvas:
     plan: m.Message
@@ -60,6 +108,7 @@ class _Canvas:
     wsum: np.ndarray
     remaining: int
     reused: np.ndarray  # LR rows of the tiles filled from the previous output frame, at release
+    upscaled: list[np.ndarray]  # LR rows of the upscaled tiles received so far
 
 
 class StitchStage(Stage):
@@ -96,7 +145,7 @@ class StitchStage(Stage):
         if index in self.canvases or index in self.done or index < self.next_index:
             raise ProtocolError(f"stitch: frame {index} planned twice")
         self.plans += 1
-        canvas = _Canvas(msg, *hr_canvas(msg["h"], msg["w"], self.scale), msg["n_tiles"], _reused_rows(msg))
+        canvas = _Canvas(msg, *hr_canvas(msg["h"], msg["w"], self.scale), msg["n_tiles"], _reused_rows(msg), [])
         self.canvases[index] = canvas
         if canvas.remaining == 0:  # every tile reused
             self._complete(index)
@@ -113,6 +162,7 @@ class StitchStage(Stage):
             return
         geom, hr = msg.arrays
         accumulate_tiles(canvas.acc, canvas.wsum, hr, geom, self.scale, self.ramp_px)
+        canvas.upscaled.append(geom)
         canvas.remaining -= len(geom)
         if canvas.remaining < 0:
             raise ProtocolError(f"stitch: frame {index} received more tiles than its plan's {canvas.plan['n_tiles']}")
@@ -140,8 +190,9 @@ class StitchStage(Stage):
         if prev is None or prev.shape != canvas.acc.shape or prev.dtype.name != plan["dtype"]:
             got = "no previous frame" if prev is None else f"a previous frame of {prev.shape} {prev.dtype}"
             raise ProtocolError(f"stitch: frame {plan['index']} reuses {len(canvas.reused)} tile(s) but there is {got}")
-        fill_reused(canvas.acc, canvas.wsum, prev, canvas.reused, self.scale, self.ramp_px)
-        return _finished(canvas)
+        upscaled = np.concatenate(canvas.upscaled) if canvas.upscaled else canvas.reused[:0]
+        out = finish_with_reused(canvas.acc, canvas.wsum, prev, upscaled, canvas.reused, self.scale, self.ramp_px)
+        return m.Message(m.FRAME, _frame_header(plan), [out])
 
     def drained(self) -> bool:
         return not self.canvases and not self.early and not self.done
