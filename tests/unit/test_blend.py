@@ -7,7 +7,7 @@ import pytest
 
 from vsr_stream.errors import ModelInputError
 from vsr_stream.geometry import plan_tiles
-from vsr_stream.ops.blend import accumulate, accumulate_tiles, feather_weights, normalize
+from vsr_stream.ops.blend import accumulate, accumulate_tiles, feather_weights, normalize, stitch_cores
 
 
 def _buffers(h: int, w: int, c: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -130,3 +130,70 @@ def test_accumulate_tiles_equals_tile_by_tile_accumulate_bit_for_bit(dtype, h, w
         core = window[oy : oy + th * scale, ox : ox + tw * scale]
         accumulate(*reference, core, feather_weights(th * scale, tw * scale, ramp_px), y0 * scale, x0 * scale)
     assert np.array_equal(fast[0], reference[0]) and np.array_equal(fast[1], reference[1])
+
+
+# --- stitch_cores: paste the cores, blend only the bands where they overlap ---
+
+def _reference_stitch(parts, scale, ramp, shape, dtype):
+    acc, wsum = _buffers(*shape)
+    for rows, windows in parts:
+        accumulate_tiles(acc, wsum, windows, rows, scale, ramp)
+    return acc, wsum
+
+
+def _random_parts(rng, h, w, tile, overlap, context, scale, dtype, merge_px):
+    from vsr_stream.ops.merge import window_batches
+
+    geom = plan_tiles(h, w, tile, overlap, context)
+    top = 256 if dtype == np.uint8 else 65536
+    return [(rows, rng.integers(0, top, (len(rows), rows[0, 7] * scale, rows[0, 8] * scale, 3)).astype(dtype))
+            for rows, _ in window_batches(geom[rng.permutation(len(geom))], merge_px, 4)], geom
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_stitch_cores_equals_the_whole_canvas_blend_bit_for_bit(seed):
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(20, 90)), int(rng.integers(20, 90))
+    tile, overlap, context = int(rng.integers(8, 24)), int(rng.integers(0, 5)), int(rng.integers(0, 4))
+    scale, ramp = int(rng.integers(1, 5)), int(rng.integers(0, 9))
+    dtype = (np.uint8, np.uint16)[seed % 2]
+    parts, _ = _random_parts(rng, h, w, tile, overlap, context, scale, dtype, (0, 40)[seed % 3 == 0])
+    shape = (h * scale, w * scale, 3)
+    expected = normalize(*_reference_stitch(parts, scale, ramp, shape, dtype), dtype)
+    np.testing.assert_array_equal(stitch_cores(parts, scale, ramp, shape, dtype), expected)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_stitch_cores_over_a_base_blends_the_cores_behind_only_where_they_meet_the_new_ones(seed):
+    """With a base frame: pixels no new core covers keep the base, new cores are blended with the
+    cores behind them, as accumulating everything over the base's own cores gives."""
+    rng = np.random.default_rng(seed)
+    h, w, scale, ramp = 50, 70, 2, 4
+    geom = plan_tiles(h, w, 16, 4, 2)
+    base = rng.integers(0, 256, (h * scale, w * scale, 3)).astype(np.uint8)
+    new = rng.random(len(geom)) < 0.4
+    new[0] = True
+    cores = geom.copy()
+    cores[:, 5:9] = cores[:, 1:5]  # windows = cores
+    def windows(rows, img):
+        return np.stack([img[y * scale:(y + hh) * scale, x * scale:(x + ww) * scale] for _, y, x, hh, ww, *_ in rows])
+    fresh = rng.integers(0, 256, (h * scale, w * scale, 3)).astype(np.uint8)
+    parts = [(cores[new], windows(cores[new], fresh))]
+    behind = [(cores[~new], windows(cores[~new], base))] if (~new).any() else []
+    acc, wsum = _reference_stitch(parts + behind, scale, ramp, base.shape, np.uint8)
+    expected = normalize(acc, wsum, np.uint8)
+    before = base.copy()
+    got = stitch_cores(parts, scale, ramp, base.shape, np.uint8, base=base, behind=behind)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(base, before)
+
+
+def test_stitch_cores_refuses_an_uncovered_pixel_and_a_core_outside_the_frame():
+    rng = np.random.default_rng(0)
+    parts, geom = _random_parts(rng, 30, 30, 16, 4, 2, 2, np.uint8, 0)
+    with pytest.raises(ModelInputError, match="no tile weight"):
+        stitch_cores(parts[:-1], 2, 4, (60, 60, 3), np.uint8)
+    with pytest.raises(ModelInputError, match="outside"):
+        stitch_cores(parts, 2, 4, (50, 60, 3), np.uint8)
+    with pytest.raises(ModelInputError, match="integer"):
+        stitch_cores(parts, 2, 4, (60, 60, 3), np.float32)

@@ -8,13 +8,12 @@ import pytest
 
 from vsr_stream import messages as m
 from vsr_stream.config import PipelineConfig, ReuseConfig, load_config
-from vsr_stream.errors import ConfigError, ProtocolError
+from vsr_stream.errors import ConfigError, ModelInputError, ProtocolError
 from vsr_stream.geometry import plan_tiles
-from vsr_stream.ops.blend import accumulate_tiles, normalize
+from vsr_stream.ops.blend import accumulate_tiles, normalize, stitch_cores
 from vsr_stream.ops.reuse import block_rows, core_change, core_rows, decide_reuse, first_ages, scaled_rows
 from vsr_stream.stages.classify import ReuseTracker, cut_windows
-from vsr_stream.stages.stitch import (StitchStage, dirty_rects, feather_ramp_px, fill_reused, finish_with_reused,
-                                     hr_canvas)
+from vsr_stream.stages.stitch import StitchStage, feather_ramp_px, fill_reused, hr_canvas, reused_behind
 
 GEOM = plan_tiles(40, 52, 16, 4, 2)  # 3 x 4 tiles, cores 16 x 16 overlapping by 4 (x0 = 0, 12, 24, 36)
 
@@ -240,40 +239,36 @@ def test_feathered_reuse_of_an_unchanged_frame_gives_it_back():
     np.testing.assert_array_equal(normalize(acc, wsum, np.uint8), prev)
 
 
+
 @pytest.mark.parametrize("seed", range(6))
-def test_finishing_only_the_upscaled_cores_gives_the_whole_canvas_blend(seed):
-    """finish_with_reused (copy the previous frame, blend and normalise only where an upscaled core
-    lies) equals filling every reused tile and normalising the whole canvas, bit for bit: the
-    unblended pixels are ones only reused tiles cover, which blend to the previous value exactly."""
+def test_stitching_over_the_previous_frame_equals_blending_every_reused_tile(seed):
+    """stitch_cores from the previous output with only the reused tiles that touch an upscaled core
+    (reused_behind) gives the frame that blending every reused tile over the whole canvas gives, bit
+    for bit: where only reused tiles lie, their blend is the previous value itself."""
     rng = np.random.default_rng(seed)
     geom = plan_tiles(70, 90, 16, 4, 2)
     scale, ramp = 3, 6
     prev = rng.integers(0, 256, (70 * scale, 90 * scale, 3)).astype(np.uint8)
     reused = rng.random(len(geom)) < rng.uniform(0.2, 0.9)
-    hr = rng.integers(0, 256, (int((~reused).sum()), 16 * scale, 16 * scale, 3)).astype(np.uint8)
-    cores = core_rows(geom[~reused])  # windows = cores: the random HR tiles are the cores
+    cores = core_rows(geom[~reused])  # windows = cores: random HR cores stand for the network's
+    parts = [(cores, rng.integers(0, 256, (len(cores), 16 * scale, 16 * scale, 3)).astype(np.uint8))] if len(cores) else []
     acc, wsum = hr_canvas(70, 90, scale)
-    if len(cores):
-        accumulate_tiles(acc, wsum, hr, cores, scale, ramp)
-    ref_acc, ref_wsum = acc.copy(), wsum.copy()
+    for rows, hr in parts:
+        accumulate_tiles(acc, wsum, hr, rows, scale, ramp)
     if reused.any():
-        fill_reused(ref_acc, ref_wsum, prev, geom[reused], scale, ramp)
-    expected = normalize(ref_acc, ref_wsum, np.uint8)
+        fill_reused(acc, wsum, prev, geom[reused], scale, ramp)
+    expected = normalize(acc, wsum, np.uint8)
     before = prev.copy()
-    got = finish_with_reused(acc, wsum, prev, np.repeat(cores, 2, axis=0), geom[reused], scale, ramp)
+    behind = reused_behind(prev, geom[reused], geom[~reused], scale, prev.shape)
+    got = stitch_cores(parts, scale, ramp, prev.shape, np.uint8, base=prev, behind=behind)
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(prev, before)  # the previous frame is not written
 
 
-def test_dirty_rects_join_the_cores_of_a_band_and_cover_their_union():
-    geom = plan_tiles(40, 52, 16, 4, 2)  # bands y0 = 0, 12, 24; x0 = 0, 12, 24, 36
-    rows = geom[[0, 1, 3, 6, 6]]  # band 0: x 0..28 and 36..52; band 1: tile 2 (x 24..40)
-    assert dirty_rects(rows).tolist() == [[0, 0, 16, 28], [0, 36, 16, 16], [12, 24, 16, 16]]
-    mask = np.zeros((40, 52), bool)
-    for y0, x0, h, w in rows[:, 1:5].tolist():
-        mask[y0 : y0 + h, x0 : x0 + w] = True
-    union = np.zeros_like(mask)
-    for y0, x0, h, w in dirty_rects(rows).tolist():
-        union[y0 : y0 + h, x0 : x0 + w] = True
-    np.testing.assert_array_equal(union, mask)
-    assert dirty_rects(geom[:0]).shape == (0, 4)
+def test_only_the_reused_tiles_next_to_an_upscaled_one_are_blended_again():
+    prev = nearest(frame(), 2)
+    behind = reused_behind(prev, GEOM[1:], GEOM[:1], 2, prev.shape)  # tile 0 upscaled, the rest reused
+    assert [rows[:, 0].tolist() for rows, _ in behind] == [[1, 4, 5]]  # its neighbours in the 3 x 4 grid
+    assert reused_behind(prev, GEOM[1:], GEOM[:0], 2, prev.shape) == []
+    with pytest.raises(ModelInputError, match="previous frame"):
+        reused_behind(prev, GEOM[1:], GEOM[:1], 2, (8, 8, 3))

@@ -11,6 +11,7 @@ functions define the result; ``kernels/blend.cu`` must match them. ``xp`` is num
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
@@ -149,22 +150,108 @@ _SUFFIX = {"uint8": "u8", "uint16": "u16", "float32": "f32"}  # dtype -> blend.c
 def _check_tiles(acc: Any, wsum: Any, windows: Any, geom: Any, scale: int, xp: ModuleType) -> np.ndarray:
     """``geom`` as a host int64 ``(n, 9)`` array, after checking it fits ``windows`` and the canvas."""
     _check_canvas(acc, wsum, "accumulate_tiles")
+    return _tile_rows(acc.shape, windows, geom, scale, xp, "accumulate_tiles")
+
+
+def _tile_rows(canvas_shape: tuple[int, ...], windows: Any, geom: Any, scale: int, xp: ModuleType,
+               who: str) -> np.ndarray:
+    """``geom`` as a host int64 ``(n, 9)`` array, after checking it fits ``windows`` and an ``(H, W, C)`` canvas."""
     g = np.asarray(xp.asnumpy(geom) if xp.__name__ == "cupy" else geom).astype(np.int64)
     if g.ndim != 2 or g.shape[1] != 9 or scale < 1:
-        raise ModelInputError(f"accumulate_tiles: expected (n, 9) geometry and scale >= 1, got {g.shape}, {scale}")
-    if windows.ndim != 4 or windows.shape[0] != len(g) or windows.shape[3] != acc.shape[2]:
+        raise ModelInputError(f"{who}: expected (n, 9) geometry and scale >= 1, got {g.shape}, {scale}")
+    if windows.ndim != 4 or windows.shape[0] != len(g) or windows.shape[3] != canvas_shape[2]:
         raise ModelInputError(
-            f"accumulate_tiles: windows must be ({len(g)}, WH, WW, {acc.shape[2]}), got {tuple(windows.shape)}"
+            f"{who}: windows must be ({len(g)}, WH, WW, {canvas_shape[2]}), got {tuple(windows.shape)}"
         )
     y0, x0, h, w, wy0, wx0 = (g[:, i] * scale for i in range(1, 7))  # HR core and window origin
     inside_window = (y0 >= wy0) & (x0 >= wx0) & (y0 - wy0 + h <= windows.shape[1]) & (x0 - wx0 + w <= windows.shape[2])
-    inside_canvas = (y0 >= 0) & (x0 >= 0) & (y0 + h <= acc.shape[0]) & (x0 + w <= acc.shape[1])
+    inside_canvas = (y0 >= 0) & (x0 >= 0) & (y0 + h <= canvas_shape[0]) & (x0 + w <= canvas_shape[1])
     if not (inside_window & inside_canvas & (h >= 1) & (w >= 1)).all():
         raise ModelInputError(
-            f"accumulate_tiles: a tile core is empty or outside its {windows.shape[1]}x{windows.shape[2]} window "
-            f"or the {acc.shape[0]}x{acc.shape[1]} canvas (scale {scale})"
+            f"{who}: a tile core is empty or outside its {windows.shape[1]}x{windows.shape[2]} window "
+            f"or the {canvas_shape[0]}x{canvas_shape[1]} canvas (scale {scale})"
         )
     return g
+
+
+Part = tuple[np.ndarray, Any]  # (rows: int (m, 9) LR GEOM_COLUMNS, HR windows (m, WH, WW, C)), as accumulate_tiles takes
+
+
+def stitch_cores(parts: Sequence[Part], scale: int, ramp_px: int, shape: tuple[int, int, int], dtype: Any,
+                 base: Any = None, behind: Sequence[Part] = ()) -> Any:
+    """The blended HR frame of the tile cores ``parts``, as :func:`accumulate_tiles` of each part then
+    :func:`normalize` give it, bit for bit, in a fraction of the time.
+
+    A pixel only one core covers comes out of that blend as the core's own value (``v * w / w``
+    rounds back to ``v``), so each core is pasted as it is, and only the bands where cores overlap
+    are blended: each from every core that covers it, in order (``parts``, then ``behind``), with
+    the same weights and the same float32 sums. ``shape``: ``(H, W, C)``; ``dtype``: an integer dtype.
+    ``base``: None, or a frame of that shape and dtype the result starts from (copied, not
+    changed): pixels no core of ``parts`` covers keep its values. ``behind``: cores already in
+    ``base`` (the previous output's reused tiles): not pasted, but blended into any band they share
+    with a core of ``parts``. Raises :class:`ModelInputError` for a core outside its window or the
+    frame, or, without ``base``, a pixel no core covers (a planning bug, never passed silently).
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "ui":
+        raise ModelInputError(f"stitch_cores: expected an integer output dtype, got {dtype}")
+    if base is not None and (tuple(base.shape) != tuple(shape) or base.dtype != dtype):
+        raise ModelInputError(f"stitch_cores: the base frame is {tuple(base.shape)} {base.dtype}, the output "
+                              f"{tuple(shape)} {dtype}")
+    cores = _hr_cores(parts, True, shape, scale) + _hr_cores(behind, False, shape, scale)
+    xp = array_module(cores[0][4]) if cores else np
+    if base is None:
+        _check_covered(_uncovered_px(cores, shape), "stitch_cores")
+        out = xp.empty(shape, dtype=dtype)
+    else:
+        out = base.copy()
+    for y0, x0, h, w, core, pasted in cores:
+        if pasted:
+            out[y0 : y0 + h, x0 : x0 + w] = core
+    for by, bx, bh, bw in _bands(cores):
+        acc, wsum = xp.zeros((bh, bw, shape[2]), xp.float32), xp.zeros((bh, bw), xp.float32)
+        for y0, x0, h, w, core, _ in cores:
+            top, left, bottom, right = max(y0, by), max(x0, bx), min(y0 + h, by + bh), min(x0 + w, bx + bw)
+            if top < bottom and left < right:
+                weight = feather_weights(h, w, ramp_px, xp)[top - y0 : bottom - y0, left - x0 : right - x0]
+                accumulate(acc, wsum, core[top - y0 : bottom - y0, left - x0 : right - x0], weight, top - by, left - bx)
+        out[by : by + bh, bx : bx + bw] = normalize(acc, wsum, dtype)
+    return out
+
+
+def _hr_cores(parts: Sequence[Part], pasted: bool, shape: tuple[int, int, int], scale: int) -> list[tuple]:
+    """``(y0, x0, h, w, core view, pasted)`` in HR pixels for every row of ``parts``, in order."""
+    cores = []
+    for rows, windows in parts:
+        g = _tile_rows(shape, windows, rows, scale, array_module(windows), "stitch_cores")
+        for (_, y0, x0, h, w, wy0, wx0, _, _), window in zip(g.tolist(), windows):
+            oy, ox = (y0 - wy0) * scale, (x0 - wx0) * scale
+            cores.append((y0 * scale, x0 * scale, h * scale, w * scale,
+                          window[oy : oy + h * scale, ox : ox + w * scale], pasted))
+    return cores
+
+
+def _uncovered_px(cores: list[tuple], shape: tuple[int, int, int]) -> int:
+    covered = np.zeros(shape[:2], dtype=bool)
+    for y0, x0, h, w, _, _ in cores:
+        covered[y0 : y0 + h, x0 : x0 + w] = True
+    return int(covered.size - covered.sum())
+
+
+def _bands(cores: list[tuple]) -> list[tuple[int, int, int, int]]:
+    """``(y, x, h, w)`` of every non-empty overlap of two cores of which at least one is pasted."""
+    if len(cores) < 2:
+        return []
+    r = np.array([c[:4] for c in cores], dtype=np.int64)
+    pasted = np.array([c[5] for c in cores], dtype=bool)
+    top, left = np.maximum(r[:, None, 0], r[None, :, 0]), np.maximum(r[:, None, 1], r[None, :, 1])
+    bottom = np.minimum(r[:, None, 0] + r[:, None, 2], r[None, :, 0] + r[None, :, 2])
+    right = np.minimum(r[:, None, 1] + r[:, None, 3], r[None, :, 1] + r[None, :, 3])
+    keep = (top < bottom) & (left < right) & np.triu(np.ones((len(r), len(r)), dtype=bool), 1)
+    keep &= pasted[:, None] | pasted[None, :]
+    i, j = np.nonzero(keep)
+    return [(int(t), int(l), int(b - t), int(rr - l))
+            for t, l, b, rr in zip(top[i, j], left[i, j], bottom[i, j], right[i, j])]
 
 
 def _accumulate_tiles_cuda(acc: Any, wsum: Any, windows: Any, g: np.ndarray, scale: int, ramp_px: int,
@@ -198,9 +285,9 @@ def normalize(acc: Any, wsum: Any, dtype: Any) -> Any:
     _check_canvas(acc, wsum, "normalize")
     if xp.__name__ == "cupy" and dtype.name in ("uint8", "uint16"):
         out, uncovered = _normalize_cuda(acc, wsum, dtype, xp)
-        _check_covered(uncovered)
+        _check_covered(uncovered, "normalize")
         return out
-    _check_covered(int((~(wsum > 0)).sum()))
+    _check_covered(int((~(wsum > 0)).sum()), "normalize")
     info = np.iinfo(dtype)
     out = xp.divide(acc, wsum[..., None])  # one float32 temporary, then in place: full frames are large
     xp.rint(out, out=out)
@@ -208,10 +295,10 @@ def normalize(acc: Any, wsum: Any, dtype: Any) -> Any:
     return out.astype(dtype)
 
 
-def _check_covered(uncovered: int) -> None:
+def _check_covered(uncovered: int, who: str) -> None:
     if uncovered:
         raise ModelInputError(
-            f"normalize: {uncovered} pixel(s) have no tile weight (wsum <= 0); the tiles do not cover the frame"
+            f"{who}: {uncovered} pixel(s) have no tile weight (wsum <= 0); the tiles do not cover the frame"
         )
 
 

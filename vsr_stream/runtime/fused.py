@@ -28,14 +28,14 @@ from vsr_stream.media.sink import Sink, open_sink
 from vsr_stream.media.sink_thread import ThreadedSink
 from vsr_stream.media.source import open_source
 from vsr_stream.models.inference import BranchModel
-from vsr_stream.ops.blend import accumulate_tiles, normalize
+from vsr_stream.ops.blend import accumulate_tiles, normalize, stitch_cores
 from vsr_stream.ops.merge import window_batches
 from vsr_stream.stages.classify import ReuseTracker, cut_windows, tile_classes, tile_plan
 from vsr_stream.runtime.latency import LatencyMeter
 from vsr_stream.runtime.memory import trim_due, trim_heap
 from vsr_stream.stages.decode import DecodeFeed
 from vsr_stream.stages.encode import finish_sink, sink_counters
-from vsr_stream.stages.stitch import feather_ramp_px, finish_with_reused, hr_canvas
+from vsr_stream.stages.stitch import feather_ramp_px, fill_reused, hr_canvas, reused_behind
 
 log = logging.getLogger(__name__)
 
@@ -199,17 +199,23 @@ class FusedLoop:
         self.frames += 1
 
     def _stitched(self, frame: Any, geom: np.ndarray, reused: np.ndarray, calls: list[tuple[int, np.ndarray]]) -> Any:
-        scale = self.cfg.scale
-        with self._timed("stitch"):
-            acc, wsum = hr_canvas(frame.shape[0], frame.shape[1], scale, self.xp)
+        scale, xp = self.cfg.scale, self.xp
+        parts = []
         for k, rows in calls:
             with self._timed(f"upscale{k}"):
-                hr = self._upscale(k, cut_windows(frame, rows))
-            with self._timed("stitch"):
-                accumulate_tiles(acc, wsum, hr, rows, scale, self.ramp_px)
+                parts.append((rows, self._upscale(k, cut_windows(frame, rows))))
         with self._timed("stitch"):
-            if reused.any():  # after the upscaled tiles, as the stitch stage adds them at release
-                return finish_with_reused(acc, wsum, self.previous, geom[~reused], geom[reused], scale, self.ramp_px)
+            shape = (frame.shape[0] * scale, frame.shape[1] * scale, frame.shape[2])
+            if xp is np:  # paste the cores, blend only where they overlap (stitch_cores)
+                if not reused.any():
+                    return stitch_cores(parts, scale, self.ramp_px, shape, frame.dtype)
+                behind = reused_behind(self.previous, geom[reused], geom[~reused], scale, shape)
+                return stitch_cores(parts, scale, self.ramp_px, shape, frame.dtype, base=self.previous, behind=behind)
+            acc, wsum = hr_canvas(frame.shape[0], frame.shape[1], scale, xp)  # on the GPU: blend.cu kernels
+            for rows, hr in parts:
+                accumulate_tiles(acc, wsum, hr, rows, scale, self.ramp_px)
+            if reused.any():  # after the upscaled tiles, as on the CPU
+                fill_reused(acc, wsum, self.previous, geom[reused], scale, self.ramp_px)
             return normalize(acc, wsum, frame.dtype)
 
     def _encoded(self, item: VideoFrameItem) -> None:

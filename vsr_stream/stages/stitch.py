@@ -20,7 +20,7 @@ import numpy as np
 from vsr_stream import messages as m
 from vsr_stream.config import PipelineConfig
 from vsr_stream.errors import ModelInputError, ProtocolError
-from vsr_stream.ops.blend import accumulate_tiles, normalize
+from vsr_stream.ops.blend import Part, accumulate_tiles, stitch_cores
 from vsr_stream.ops.reuse import core_rows, scaled_rows
 from vsr_stream.stage import Out, Stage
 from vsr_stream.stages.classify import cut_windows
@@ -39,43 +39,41 @@ def hr_canvas(h: int, w: int, scale: int, xp: ModuleType = np) -> tuple[Any, Any
     return xp.zeros((h * scale, w * scale, 3), xp.float32), xp.zeros((h * scale, w * scale), xp.float32)
 
 
+def previous_cores(previous: Any, geom: np.ndarray, scale: int) -> Part:
+    """The reused tiles ``geom`` (int ``(n, 9)`` LR rows, n >= 1) as upscaled tiles cut from
+    ``previous``, the last output frame: each tile's HR core region, its window set to its core.
+    A part for :func:`~vsr_stream.ops.blend.accumulate_tiles` or
+    :func:`~vsr_stream.ops.blend.stitch_cores`, on ``previous``'s device."""
+    cores = core_rows(geom)
+    return cores, cut_windows(previous, scaled_rows(cores, scale))
+
+
 def fill_reused(acc: Any, wsum: Any, previous: Any, geom: np.ndarray, scale: int, ramp_px: int) -> None:
     """Blend the reused tiles ``geom`` (int ``(n, 9)`` LR rows, n >= 1) from ``previous``, the last
-    output frame, into ``acc`` and ``wsum`` in place: each tile's HR core region of ``previous``
-    with the feather weights :func:`~vsr_stream.ops.blend.accumulate_tiles` gives an upscaled tile.
+    output frame, into ``acc`` and ``wsum`` in place, with the feather weights
+    :func:`~vsr_stream.ops.blend.accumulate_tiles` gives an upscaled tile (:func:`previous_cores`).
     ``previous``: ``(H, W, C)`` integer frame of ``acc``'s shape, on ``acc``'s device.
     Raises :class:`ModelInputError` if the shapes differ or a core lies outside the frame.
     """
-    if tuple(previous.shape) != tuple(acc.shape):
-        raise ModelInputError(f"fill_reused: the previous frame is {tuple(previous.shape)}, the canvas "
-                              f"{tuple(acc.shape)}")
-    cores = core_rows(geom)
-    accumulate_tiles(acc, wsum, cut_windows(previous, scaled_rows(cores, scale)), cores, scale, ramp_px)
+    _check_previous(previous, tuple(acc.shape))
+    rows, windows = previous_cores(previous, geom, scale)
+    accumulate_tiles(acc, wsum, windows, rows, scale, ramp_px)
 
 
-def finish_with_reused(acc: Any, wsum: Any, previous: Any, upscaled: np.ndarray, reused: np.ndarray, scale: int,
-                       ramp_px: int) -> Any:
-    """The HR frame of a canvas that holds the upscaled tiles ``upscaled``, with the tiles ``reused``
-    taken from ``previous`` (both int ``(n, 9)`` LR rows, ``messages.GEOM_COLUMNS``).
+def reused_behind(previous: Any, reused: np.ndarray, upscaled: np.ndarray, scale: int,
+                  shape: tuple[int, ...]) -> list[Part]:
+    """The reused tiles ``stitch_cores`` must blend when it starts from ``previous``: those of ``reused``
+    whose LR core touches a core of ``upscaled`` (both int ``(n, 9)`` rows), cut by :func:`previous_cores`.
+    The others lie where only reused tiles do, and blending those gives ``previous`` back exactly.
+    Raises :class:`ModelInputError` unless ``previous`` has the output's ``shape``."""
+    _check_previous(previous, shape)
+    near = reused[_touching(reused, upscaled)] if len(upscaled) and len(reused) else reused[:0]
+    return [previous_cores(previous, near, scale)] if len(near) else []
 
-    The same frame as :func:`fill_reused` of every reused tile then :func:`~vsr_stream.ops.blend.normalize`
-    of the whole canvas, in less time when most tiles are reused: a pixel that no upscaled core
-    covers is blended only from ``previous``'s own value, which gives that value back exactly, so it
-    is copied; only the reused tiles that touch an upscaled core are blended, and only the upscaled
-    cores are normalised (:func:`dirty_rects`). ``previous``: the last output frame, ``acc``'s shape,
-    on its device; it is not changed. Raises :class:`ModelInputError` as :func:`fill_reused` does.
-    """
-    near = reused[_touching(reused, upscaled)] if len(upscaled) else reused[:0]
-    if len(near):
-        fill_reused(acc, wsum, previous, near, scale, ramp_px)
-    elif tuple(previous.shape) != tuple(acc.shape):
-        raise ModelInputError(f"fill_reused: the previous frame is {tuple(previous.shape)}, the canvas "
-                              f"{tuple(acc.shape)}")
-    out = previous.copy()
-    for y0, x0, h, w in dirty_rects(upscaled) * scale:
-        out[y0 : y0 + h, x0 : x0 + w] = normalize(acc[y0 : y0 + h, x0 : x0 + w], wsum[y0 : y0 + h, x0 : x0 + w],
-                                                  previous.dtype)
-    return out
+
+def _check_previous(previous: Any, shape: tuple[int, ...]) -> None:
+    if tuple(previous.shape) != tuple(shape):
+        raise ModelInputError(f"reused tiles: the previous frame is {tuple(previous.shape)}, the output {tuple(shape)}")
 
 
 def _touching(rows: np.ndarray, others: np.ndarray) -> np.ndarray:
@@ -85,30 +83,13 @@ def _touching(rows: np.ndarray, others: np.ndarray) -> np.ndarray:
             & (a[..., 1] < b[..., 1] + b[..., 3]) & (b[..., 1] < a[..., 1] + a[..., 3])).any(axis=1)
 
 
-def dirty_rects(rows: np.ndarray) -> np.ndarray:
-    """The LR cores of ``rows`` (int ``(n, 9)``) as int64 ``(m, 4)`` rectangles ``(y0, x0, h, w)`` that
-    cover exactly their union: cores of one band (same ``y0`` and ``h``, as a tile plan's rows are)
-    that touch or overlap along x are joined into one rectangle, so a row of changed tiles is one
-    slice. Duplicated rows (a merged window lists each of its tiles) are dropped."""
-    cores = np.unique(np.asarray(rows, dtype=np.int64)[:, 1:5], axis=0)  # sorted by y0, x0, h, w
-    rects: list[list[int]] = []
-    for y0, x0, h, w in cores[np.lexsort((cores[:, 1], cores[:, 2], cores[:, 0]))].tolist():
-        last = rects[-1] if rects else None
-        if last is not None and last[0] == y0 and last[2] == h and x0 <= last[1] + last[3]:
-            last[3] = max(last[3], x0 + w - last[1])
-        else:
-            rects.append([y0, x0, h, w])
-    return np.array(rects, dtype=np.int64).reshape(-1, 4)
-
-
 @dataclass
 class _Canvas:
     plan: m.Message
-    acc: np.ndarray
-    wsum: np.ndarray
     remaining: int
     reused: np.ndarray  # LR rows of the tiles filled from the previous output frame, at release
-    upscaled: list[np.ndarray]  # LR rows of the upscaled tiles received so far
+    shape: tuple[int, int, int]  # of the HR frame
+    parts: list[Part]  # the upscaled tiles received so far: (LR rows, HR windows) per RESULT
 
 
 class StitchStage(Stage):
@@ -145,7 +126,7 @@ class StitchStage(Stage):
         if index in self.canvases or index in self.done or index < self.next_index:
             raise ProtocolError(f"stitch: frame {index} planned twice")
         self.plans += 1
-        canvas = _Canvas(msg, *hr_canvas(msg["h"], msg["w"], self.scale), msg["n_tiles"], _reused_rows(msg), [])
+        canvas = _Canvas(msg, msg["n_tiles"], _reused_rows(msg), (msg["h"] * self.scale, msg["w"] * self.scale, 3), [])
         self.canvases[index] = canvas
         if canvas.remaining == 0:  # every tile reused
             self._complete(index)
@@ -161,8 +142,7 @@ class StitchStage(Stage):
             self.early.setdefault(index, []).append(msg)
             return
         geom, hr = msg.arrays
-        accumulate_tiles(canvas.acc, canvas.wsum, hr, geom, self.scale, self.ramp_px)
-        canvas.upscaled.append(geom)
+        canvas.parts.append((geom, hr))
         canvas.remaining -= len(geom)
         if canvas.remaining < 0:
             raise ProtocolError(f"stitch: frame {index} received more tiles than its plan's {canvas.plan['n_tiles']}")
@@ -170,9 +150,9 @@ class StitchStage(Stage):
             self._complete(index)
 
     def _complete(self, index: int) -> None:
-        """All of frame ``index``'s upscaled tiles are in: normalise now, or at release if it reuses tiles."""
+        """All of frame ``index``'s upscaled tiles are in: stitch now, or at release if it reuses tiles."""
         canvas = self.canvases.pop(index)
-        self.done[index] = canvas if len(canvas.reused) else _finished(canvas)
+        self.done[index] = canvas if len(canvas.reused) else self._finished(canvas)
 
     def _release(self) -> Iterator[Out]:
         while self.next_index in self.done:
@@ -187,12 +167,17 @@ class StitchStage(Stage):
 
     def _fill_reused(self, canvas: _Canvas) -> m.Message:
         prev, plan = self.previous, canvas.plan
-        if prev is None or prev.shape != canvas.acc.shape or prev.dtype.name != plan["dtype"]:
+        if prev is None or prev.shape != canvas.shape or prev.dtype.name != plan["dtype"]:
             got = "no previous frame" if prev is None else f"a previous frame of {prev.shape} {prev.dtype}"
             raise ProtocolError(f"stitch: frame {plan['index']} reuses {len(canvas.reused)} tile(s) but there is {got}")
-        upscaled = np.concatenate(canvas.upscaled) if canvas.upscaled else canvas.reused[:0]
-        out = finish_with_reused(canvas.acc, canvas.wsum, prev, upscaled, canvas.reused, self.scale, self.ramp_px)
-        return m.Message(m.FRAME, _frame_header(plan), [out])
+        upscaled = np.concatenate([rows for rows, _ in canvas.parts]) if canvas.parts else canvas.reused[:0]
+        return self._finished(canvas, prev, reused_behind(prev, canvas.reused, upscaled, self.scale, canvas.shape))
+
+    def _finished(self, canvas: _Canvas, base: np.ndarray | None = None, behind: list[Part] | None = None) -> m.Message:
+        """The HR FRAME of a complete canvas (:func:`~vsr_stream.ops.blend.stitch_cores`)."""
+        out = stitch_cores(canvas.parts, self.scale, self.ramp_px, canvas.shape, np.dtype(canvas.plan["dtype"]),
+                           base=base, behind=behind or ())
+        return m.Message(m.FRAME, _frame_header(canvas.plan), [out])
 
     def drained(self) -> bool:
         return not self.canvases and not self.early and not self.done
@@ -221,12 +206,6 @@ def _reused_rows(plan: m.Message) -> np.ndarray:
         raise ProtocolError(f"stitch: a plan's payload must be one (r >= 1, {len(m.GEOM_COLUMNS)}) array of reused "
                             f"tiles, got {[tuple(a.shape) for a in plan.arrays]}")
     return rows
-
-
-def _finished(canvas: _Canvas) -> m.Message:
-    """The HR FRAME of a complete canvas."""
-    out = normalize(canvas.acc, canvas.wsum, np.dtype(canvas.plan["dtype"]))
-    return m.Message(m.FRAME, _frame_header(canvas.plan), [out])
 
 
 def _frame_header(plan: m.Message) -> dict[str, Any]:
