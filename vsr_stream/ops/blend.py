@@ -174,86 +174,6 @@ def _tile_rows(canvas_shape: tuple[int, ...], windows: Any, geom: Any, scale: in
     return g
 
 
-Part = tuple[np.ndarray, Any]  # (rows: int (m, 9) LR GEOM_COLUMNS, HR windows (m, WH, WW, C)), as accumulate_tiles takes
-
-
-def stitch_cores(parts: Sequence[Part], scale: int, ramp_px: int, shape: tuple[int, int, int], dtype: Any,
-                 base: Any = None, behind: Sequence[Part] = ()) -> Any:
-    """The blended HR frame of the tile cores ``parts``, as :func:`accumulate_tiles` of each part then
-    :func:`normalize` give it, bit for bit, in a fraction of the time.
-
-    A pixel only one core covers comes out of that blend as the core's own value (``v * w / w``
-    rounds back to ``v``), so each core is pasted as it is, and only the bands where cores overlap
-    are blended: each from every core that covers it, in order (``parts``, then ``behind``), with
-    the same weights and the same float32 sums. ``shape``: ``(H, W, C)``; ``dtype``: an integer dtype.
-    ``base``: None, or a frame of that shape and dtype the result starts from (copied, not
-    changed): pixels no core of ``parts`` covers keep its values. ``behind``: cores already in
-    ``base`` (the previous output's reused tiles): not pasted, but blended into any band they share
-    with a core of ``parts``. Raises :class:`ModelInputError` for a core outside its window or the
-    frame, or, without ``base``, a pixel no core covers (a planning bug, never passed silently).
-    """
-    dtype = np.dtype(dtype)
-    if dtype.kind not in "ui":
-        raise ModelInputError(f"stitch_cores: expected an integer output dtype, got {dtype}")
-    if base is not None and (tuple(base.shape) != tuple(shape) or base.dtype != dtype):
-        raise ModelInputError(f"stitch_cores: the base frame is {tuple(base.shape)} {base.dtype}, the output "
-                              f"{tuple(shape)} {dtype}")
-    cores = _hr_cores(parts, True, shape, scale) + _hr_cores(behind, False, shape, scale)
-    xp = array_module(cores[0][4]) if cores else np
-    if base is None:
-        _check_covered(_uncovered_px(cores, shape), "stitch_cores")
-        out = xp.empty(shape, dtype=dtype)
-    else:
-        out = base.copy()
-    for y0, x0, h, w, core, pasted in cores:
-        if pasted:
-            out[y0 : y0 + h, x0 : x0 + w] = core
-    for by, bx, bh, bw in _bands(cores):
-        acc, wsum = xp.zeros((bh, bw, shape[2]), xp.float32), xp.zeros((bh, bw), xp.float32)
-        for y0, x0, h, w, core, _ in cores:
-            top, left, bottom, right = max(y0, by), max(x0, bx), min(y0 + h, by + bh), min(x0 + w, bx + bw)
-            if top < bottom and left < right:
-                weight = feather_weights(h, w, ramp_px, xp)[top - y0 : bottom - y0, left - x0 : right - x0]
-                accumulate(acc, wsum, core[top - y0 : bottom - y0, left - x0 : right - x0], weight, top - by, left - bx)
-        out[by : by + bh, bx : bx + bw] = normalize(acc, wsum, dtype)
-    return out
-
-
-def _hr_cores(parts: Sequence[Part], pasted: bool, shape: tuple[int, int, int], scale: int) -> list[tuple]:
-    """``(y0, x0, h, w, core view, pasted)`` in HR pixels for every row of ``parts``, in order."""
-    cores = []
-    for rows, windows in parts:
-        g = _tile_rows(shape, windows, rows, scale, array_module(windows), "stitch_cores")
-        for (_, y0, x0, h, w, wy0, wx0, _, _), window in zip(g.tolist(), windows):
-            oy, ox = (y0 - wy0) * scale, (x0 - wx0) * scale
-            cores.append((y0 * scale, x0 * scale, h * scale, w * scale,
-                          window[oy : oy + h * scale, ox : ox + w * scale], pasted))
-    return cores
-
-
-def _uncovered_px(cores: list[tuple], shape: tuple[int, int, int]) -> int:
-    covered = np.zeros(shape[:2], dtype=bool)
-    for y0, x0, h, w, _, _ in cores:
-        covered[y0 : y0 + h, x0 : x0 + w] = True
-    return int(covered.size - covered.sum())
-
-
-def _bands(cores: list[tuple]) -> list[tuple[int, int, int, int]]:
-    """``(y, x, h, w)`` of every non-empty overlap of two cores of which at least one is pasted."""
-    if len(cores) < 2:
-        return []
-    r = np.array([c[:4] for c in cores], dtype=np.int64)
-    pasted = np.array([c[5] for c in cores], dtype=bool)
-    top, left = np.maximum(r[:, None, 0], r[None, :, 0]), np.maximum(r[:, None, 1], r[None, :, 1])
-    bottom = np.minimum(r[:, None, 0] + r[:, None, 2], r[None, :, 0] + r[None, :, 2])
-    right = np.minimum(r[:, None, 1] + r[:, None, 3], r[None, :, 1] + r[None, :, 3])
-    keep = (top < bottom) & (left < right) & np.triu(np.ones((len(r), len(r)), dtype=bool), 1)
-    keep &= pasted[:, None] | pasted[None, :]
-    i, j = np.nonzero(keep)
-    return [(int(t), int(l), int(b - t), int(rr - l))
-            for t, l, b, rr in zip(top[i, j], left[i, j], bottom[i, j], right[i, j])]
-
-
 def _accumulate_tiles_cuda(acc: Any, wsum: Any, windows: Any, g: np.ndarray, scale: int, ramp_px: int,
                            cp: ModuleType) -> None:
     """One ``accumulate_*`` launch: a thread per (tile, HR core pixel)."""
@@ -312,3 +232,89 @@ def _normalize_cuda(acc: Any, wsum: Any, dtype: np.dtype, cp: ModuleType) -> tup
     args = (cp.ascontiguousarray(acc), cp.ascontiguousarray(wsum), np.int32(h * w), np.int32(channels), out, uncovered)
     _kernels.launch(_kernels.function("blend", f"normalize_{_SUFFIX[dtype.name]}"), h * w, args)
     return out, int(uncovered.get()[0])
+
+
+Part = tuple[np.ndarray, Any]  # (rows: int (m, 9) LR GEOM_COLUMNS, HR windows (m, WH, WW, C)), as accumulate_tiles takes
+
+
+def stitch_cores(parts: Sequence[Part], scale: int, ramp_px: int, shape: tuple[int, int, int], dtype: Any,
+                 base: Any = None, behind: Sequence[Part] = ()) -> Any:
+    """The blended HR frame of the tile cores ``parts``, as :func:`accumulate_tiles` of each part then
+    :func:`normalize` give it, bit for bit, in a fraction of the time.
+
+    A pixel only one core covers comes out of that blend as the core's own value (``v * w / w``
+    rounds back to ``v``), so each core is pasted as it is, and only the bands where cores overlap
+    are blended: each from every core that covers it, in order (``parts``, then ``behind``), with
+    the same weights and the same float32 sums. ``shape``: ``(H, W, C)``; ``dtype``: an integer dtype.
+    ``base``: None, or a frame of that shape and dtype the result starts from (copied, not
+    changed): pixels no core of ``parts`` covers keep its values. ``behind``: cores already in
+    ``base`` (the previous output's reused tiles): not pasted, but blended into any band they share
+    with a core of ``parts``. Raises :class:`ModelInputError` for a core outside its window or the
+    frame, or, without ``base``, a pixel no core covers (a planning bug, never passed silently).
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "ui":
+        raise ModelInputError(f"stitch_cores: expected an integer output dtype, got {dtype}")
+    if base is not None and (tuple(base.shape) != tuple(shape) or base.dtype != dtype):
+        raise ModelInputError(f"stitch_cores: the base frame is {tuple(base.shape)} {base.dtype}, the output "
+                              f"{tuple(shape)} {dtype}")
+    cores = _hr_cores(parts, True, shape, scale) + _hr_cores(behind, False, shape, scale)
+    xp = array_module(cores[0][4]) if cores else np
+    if base is None:
+        _check_covered(_uncovered_px(cores, shape), "stitch_cores")
+        out = xp.empty(shape, dtype=dtype)
+    else:
+        out = base.copy()
+    for y0, x0, h, w, core, pasted in cores:
+        if pasted:
+            out[y0 : y0 + h, x0 : x0 + w] = core
+    for (by, bx, bh, bw), covering in _bands(cores):
+        acc, wsum = xp.zeros((bh, bw, shape[2]), xp.float32), xp.zeros((bh, bw), xp.float32)
+        for i in covering:  # in blend order; accumulate's sums without its checks (_tile_rows made them)
+            y0, x0, h, w, core, _ = cores[i]
+            top, left, bottom, right = max(y0, by), max(x0, bx), min(y0 + h, by + bh), min(x0 + w, bx + bw)
+            weight = feather_weights(h, w, ramp_px, xp)[top - y0 : bottom - y0, left - x0 : right - x0]
+            acc[top - by : bottom - by, left - bx : right - bx] += \
+                core[top - y0 : bottom - y0, left - x0 : right - x0] * weight[..., None]
+            wsum[top - by : bottom - by, left - bx : right - bx] += weight
+        out[by : by + bh, bx : bx + bw] = normalize(acc, wsum, dtype)
+    return out
+
+
+def _hr_cores(parts: Sequence[Part], pasted: bool, shape: tuple[int, int, int], scale: int) -> list[tuple]:
+    """``(y0, x0, h, w, core view, pasted)`` in HR pixels for every row of ``parts``, in order."""
+    cores = []
+    for rows, windows in parts:
+        g = _tile_rows(shape, windows, rows, scale, array_module(windows), "stitch_cores")
+        for (_, y0, x0, h, w, wy0, wx0, _, _), window in zip(g.tolist(), windows):
+            oy, ox = (y0 - wy0) * scale, (x0 - wx0) * scale
+            cores.append((y0 * scale, x0 * scale, h * scale, w * scale,
+                          window[oy : oy + h * scale, ox : ox + w * scale], pasted))
+    return cores
+
+
+def _uncovered_px(cores: list[tuple], shape: tuple[int, int, int]) -> int:
+    covered = np.zeros(shape[:2], dtype=bool)
+    for y0, x0, h, w, _, _ in cores:
+        covered[y0 : y0 + h, x0 : x0 + w] = True
+    return int(covered.size - covered.sum())
+
+
+def _bands(cores: list[tuple]) -> list[tuple[tuple[int, int, int, int], list[int]]]:
+    """Every non-empty overlap ``(y, x, h, w)`` of two cores of which at least one is pasted, with the
+    indices (ascending: blend order) of all the cores that share a pixel with it."""
+    if len(cores) < 2:
+        return []
+    r = np.array([c[:4] for c in cores], dtype=np.int64)
+    pasted = np.array([c[5] for c in cores], dtype=bool)
+    top, left = np.maximum(r[:, None, 0], r[None, :, 0]), np.maximum(r[:, None, 1], r[None, :, 1])
+    bottom = np.minimum(r[:, None, 0] + r[:, None, 2], r[None, :, 0] + r[None, :, 2])
+    right = np.minimum(r[:, None, 1] + r[:, None, 3], r[None, :, 1] + r[None, :, 3])
+    keep = (top < bottom) & (left < right) & np.triu(np.ones((len(r), len(r)), dtype=bool), 1)
+    keep &= pasted[:, None] | pasted[None, :]
+    i, j = np.nonzero(keep)
+    bands = np.stack([top[i, j], left[i, j], bottom[i, j], right[i, j]], axis=1)
+    hits = ((bands[:, None, 0] < r[None, :, 0] + r[None, :, 2]) & (r[None, :, 0] < bands[:, None, 2])
+            & (bands[:, None, 1] < r[None, :, 1] + r[None, :, 3]) & (r[None, :, 1] < bands[:, None, 3]))
+    return [((int(t), int(lf), int(b - t), int(rt - lf)), np.flatnonzero(hit).tolist())
+            for (t, lf, b, rt), hit in zip(bands.tolist(), hits)]
