@@ -113,28 +113,33 @@ def upscale(input: str, output: str, scale: str | None, config: str | None, code
         report = api.upscale(input, output, scale=int(scale) if scale else None, config=config,
                              overrides=overrides, progress=bar.update if bar else None)
     except (VsrError, OSError, KeyboardInterrupt) as e:
-        _fail(e)
-    finally:
         if bar:
-            bar.close()
+            bar.close()  # before the message, so that the error is the last line
+        _fail(e)
+    if bar:
+        bar.close()
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.summary())
 
 
 class _progress_bar:
-    """tqdm bar fed with (frames done, total frames or None)."""
+    """tqdm bar fed with (frames done, total frames or None); shown from the first update, so a run
+    that fails before its first frame (a missing file, a bad config) prints only its error."""
 
     def __init__(self) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(unit="frame", dynamic_ncols=True, file=sys.stderr, desc="upscale")
+        self.bar: Any = None
 
     def update(self, done: int, total: int | None) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(unit="frame", dynamic_ncols=True, file=sys.stderr, desc="upscale")
         if total and self.bar.total != total:
             self.bar.total = total
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 @main.command()

@@ -25,6 +25,7 @@ def assert_clean_failure(res: subprocess.CompletedProcess, out_dir: Path, code: 
     assert res.returncode == code, (res.returncode, res.stderr)
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, res.stderr
+    assert res.stderr.strip().splitlines()[-1] == errors[0], res.stderr  # the error is the last thing printed
     for w in words:
         assert w.lower() in errors[0].lower(), errors[0]
     assert "Traceback" not in res.stderr
