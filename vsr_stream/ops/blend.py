@@ -5,7 +5,8 @@ the weights are summed beside it, and the frame is ``round(acc / wsum)``. Tiles 
 on a pixel therefore give exactly that value back, whatever their weights. These NumPy
 functions define the result; ``kernels/blend.cu`` must match them. ``xp`` is numpy or cupy
 (default: the module of the arrays passed in); with CuPy arrays, :func:`accumulate_tiles` and
-:func:`normalize` run those kernels.
+:func:`normalize` run those kernels. :func:`stitch_cores` is the CPU's way to the same frame,
+bit for bit: it pastes each core and blends only where cores overlap.
 """
 
 from __future__ import annotations
