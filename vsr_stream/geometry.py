@@ -80,3 +80,14 @@ def _check_plan_args(h: int, w: int, tile_px: int, overlap_px: int, context_px: 
         raise ConfigError(f"plan_tiles: overlap_px must be in [0, tile_px={tile_px}), got {overlap_px}")
     if context_px < 0:
         raise ConfigError(f"plan_tiles: context_px must be >= 0, got {context_px}")
+
+
+def intersections(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pairwise intersection of the rectangles ``a`` (int ``(n, 4)``) and ``b`` (``(m, 4)``), each
+    ``(y0, x0, h, w)``: ``(top, left, bottom, right)`` as one int64 ``(n, m, 4)`` array, and a bool
+    ``(n, m)`` that is True where the two share a pixel (``top < bottom`` and ``left < right``)."""
+    a, b = np.asarray(a, dtype=np.int64)[:, None, :], np.asarray(b, dtype=np.int64)[None, :, :]
+    box = np.stack([np.maximum(a[..., 0], b[..., 0]), np.maximum(a[..., 1], b[..., 1]),
+                    np.minimum(a[..., 0] + a[..., 2], b[..., 0] + b[..., 2]),
+                    np.minimum(a[..., 1] + a[..., 3], b[..., 1] + b[..., 3])], axis=-1)
+    return box, (box[..., 0] < box[..., 2]) & (box[..., 1] < box[..., 3])

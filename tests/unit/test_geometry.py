@@ -140,3 +140,13 @@ def test_bad_arguments_raise_config_error(args, field):
 def test_axis_starts_rejects_bad_stride():
     with pytest.raises(ConfigError, match="stride"):
         axis_starts(10, 4, 0)
+
+
+def test_intersections_of_rectangles():
+    from vsr_stream.geometry import intersections
+
+    a = np.array([[0, 0, 4, 4], [10, 10, 2, 2]])
+    b = np.array([[2, 3, 4, 4], [4, 0, 1, 1]])  # the second only touches a[0]'s bottom edge: no shared pixel
+    box, meet = intersections(a, b)
+    assert meet.tolist() == [[True, False], [False, False]]
+    assert box[0, 0].tolist() == [2, 3, 4, 4]  # top, left, bottom, right

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from vsr_stream.errors import ConfigError, ModelInputError
+from vsr_stream.geometry import intersections
 from vsr_stream.ops import array_module
 
 
@@ -262,7 +263,7 @@ def stitch_cores(parts: Sequence[Part], scale: int, ramp_px: int, shape: tuple[i
     cores = _hr_cores(parts, True, shape, scale) + _hr_cores(behind, False, shape, scale)
     xp = array_module(cores[0][4]) if cores else np
     if base is None:
-        _check_covered(_uncovered_px(cores, shape), "stitch_cores")
+        _check_covered(_uncovered_px(parts, shape, scale), "stitch_cores")
         out = xp.empty(shape, dtype=dtype)
     else:
         out = base.copy()
@@ -294,11 +295,13 @@ def _hr_cores(parts: Sequence[Part], pasted: bool, shape: tuple[int, int, int], 
     return cores
 
 
-def _uncovered_px(cores: list[tuple], shape: tuple[int, int, int]) -> int:
-    covered = np.zeros(shape[:2], dtype=bool)
-    for y0, x0, h, w, _, _ in cores:
-        covered[y0 : y0 + h, x0 : x0 + w] = True
-    return int(covered.size - covered.sum())
+def _uncovered_px(parts: Sequence[Part], shape: tuple[int, int, int], scale: int) -> int:
+    """HR pixels no LR core of ``parts`` covers (counted on the LR grid: every core is whole LR pixels)."""
+    covered = np.zeros((shape[0] // scale, shape[1] // scale), dtype=bool)
+    for rows, _ in parts:
+        for y0, x0, h, w in np.asarray(rows)[:, 1:5].tolist():
+            covered[y0 : y0 + h, x0 : x0 + w] = True
+    return int(covered.size - covered.sum()) * scale * scale
 
 
 def _bands(cores: list[tuple]) -> list[tuple[tuple[int, int, int, int], list[int]]]:
@@ -306,16 +309,11 @@ def _bands(cores: list[tuple]) -> list[tuple[tuple[int, int, int, int], list[int
     indices (ascending: blend order) of all the cores that share a pixel with it."""
     if len(cores) < 2:
         return []
-    r = np.array([c[:4] for c in cores], dtype=np.int64)
+    rects = np.array([c[:4] for c in cores], dtype=np.int64)
     pasted = np.array([c[5] for c in cores], dtype=bool)
-    top, left = np.maximum(r[:, None, 0], r[None, :, 0]), np.maximum(r[:, None, 1], r[None, :, 1])
-    bottom = np.minimum(r[:, None, 0] + r[:, None, 2], r[None, :, 0] + r[None, :, 2])
-    right = np.minimum(r[:, None, 1] + r[:, None, 3], r[None, :, 1] + r[None, :, 3])
-    keep = (top < bottom) & (left < right) & np.triu(np.ones((len(r), len(r)), dtype=bool), 1)
-    keep &= pasted[:, None] | pasted[None, :]
-    i, j = np.nonzero(keep)
-    bands = np.stack([top[i, j], left[i, j], bottom[i, j], right[i, j]], axis=1)
-    hits = ((bands[:, None, 0] < r[None, :, 0] + r[None, :, 2]) & (r[None, :, 0] < bands[:, None, 2])
-            & (bands[:, None, 1] < r[None, :, 1] + r[None, :, 3]) & (r[None, :, 1] < bands[:, None, 3]))
-    return [((int(t), int(lf), int(b - t), int(rt - lf)), np.flatnonzero(hit).tolist())
-            for (t, lf, b, rt), hit in zip(bands.tolist(), hits)]
+    box, meet = intersections(rects, rects)
+    meet &= np.triu(np.ones(meet.shape, dtype=bool), 1) & (pasted[:, None] | pasted[None, :])
+    top, left, bottom, right = box[meet].T
+    bands = np.stack([top, left, bottom - top, right - left], axis=1)
+    _, hits = intersections(bands, rects)
+    return [(tuple(band), np.flatnonzero(hit).tolist()) for band, hit in zip(bands.tolist(), hits)]

@@ -209,8 +209,8 @@ class FusedLoop:
             if xp is np:  # paste the cores, blend only where they overlap (stitch_cores)
                 if not reused.any():
                     return stitch_cores(parts, scale, self.ramp_px, shape, frame.dtype)
-                behind = reused_behind(self.previous, geom[reused], geom[~reused], scale, shape)
-                return stitch_cores(parts, scale, self.ramp_px, shape, frame.dtype, base=self.previous, behind=behind)
+                return stitch_cores(parts, scale, self.ramp_px, shape, frame.dtype, base=self.previous,
+                                    behind=reused_behind(self.previous, geom[reused], geom[~reused], scale, shape))
             acc, wsum = hr_canvas(frame.shape[0], frame.shape[1], scale, xp)  # on the GPU: blend.cu kernels
             for rows, hr in parts:
                 accumulate_tiles(acc, wsum, hr, rows, scale, self.ramp_px)

@@ -20,6 +20,7 @@ import numpy as np
 from vsr_stream import messages as m
 from vsr_stream.config import PipelineConfig
 from vsr_stream.errors import ModelInputError, ProtocolError
+from vsr_stream.geometry import intersections
 from vsr_stream.ops.blend import Part, accumulate_tiles, stitch_cores
 from vsr_stream.ops.reuse import core_rows, scaled_rows
 from vsr_stream.stage import Out, Stage
@@ -67,20 +68,13 @@ def reused_behind(previous: Any, reused: np.ndarray, upscaled: np.ndarray, scale
     The others lie where only reused tiles do, and blending those gives ``previous`` back exactly.
     Raises :class:`ModelInputError` unless ``previous`` has the output's ``shape``."""
     _check_previous(previous, shape)
-    near = reused[_touching(reused, upscaled)] if len(upscaled) and len(reused) else reused[:0]
+    near = reused[intersections(reused[:, 1:5], upscaled[:, 1:5])[1].any(axis=1)] if len(upscaled) else reused[:0]
     return [previous_cores(previous, near, scale)] if len(near) else []
 
 
 def _check_previous(previous: Any, shape: tuple[int, ...]) -> None:
     if tuple(previous.shape) != tuple(shape):
         raise ModelInputError(f"reused tiles: the previous frame is {tuple(previous.shape)}, the output {tuple(shape)}")
-
-
-def _touching(rows: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """Bool ``(len(rows),)``: whether each row's LR core shares a pixel with any core of ``others``."""
-    a, b = rows[:, None, 1:5].astype(np.int64), others[None, :, 1:5].astype(np.int64)
-    return ((a[..., 0] < b[..., 0] + b[..., 2]) & (b[..., 0] < a[..., 0] + a[..., 2])
-            & (a[..., 1] < b[..., 1] + b[..., 3]) & (b[..., 1] < a[..., 1] + a[..., 3])).any(axis=1)
 
 
 @dataclass
