@@ -390,6 +390,10 @@ class TrainConfig(_Section):
     val_set: str = Field("Set5", description="Validation set name under val_root.")
     out_dir: str = Field("runs", description="Folder for checkpoints, logs and exported weights.")
     lr_patch_px: int = Field(32, ge=8, description="LR training patch side; TVAT classes are computed on it (match tiling.tile_px).")
+    context_px: int = Field(
+        0, ge=0, description="LR pixels of real picture around each training patch that the network sees and the "
+        "loss does not score, as tiling.context_px around a tile at inference: the loss then teaches the tiled "
+        "condition instead of the zero padding at every patch edge (about the receptive radius; costs compute).")
     batch: int = Field(32, ge=1, description="Patches per step.")
     vsp_threshold: int = Field(0, ge=0, description="VSP threshold for TVAT (as classify.vsp_threshold).")
     class_quantiles: list[float] = Field(

@@ -204,3 +204,27 @@ def test_deepen_starts_a_deeper_mapping_from_the_shallower_function(tmp_path):
         deepened_state(read_weights(m4_weights), build_model("fsrcnn-ps-56-y", 2, allow_random=True).state_dict())
     with pytest.raises(ConfigError, match="do not fit"):  # deeper, but another scale's tail
         deepened_state(read_weights(m4_weights), build_model("fsrcnn-ps-56-m6-y", 3, allow_random=True).state_dict())
+
+
+def test_context_patches_see_picture_around_the_scored_core(tmp_path):
+    from vsr_stream.train.data import patch_bank, sample_batch, scored
+
+    cfg = load_train_config({**_cfg(tmp_path, 12), "context_px": 5})
+    bank = patch_bank(cfg, np.random.default_rng(0))
+    n, c, s = cfg.lr_patch_px, cfg.context_px, cfg.scale
+    for i, y, x in zip(bank.pic, bank.y, bank.x):  # every window, context included, lies inside its picture
+        h, w = bank.pictures[i].lr.shape[:2]
+        assert c <= y <= h - n - c and c <= x <= w - n - c
+    lr, hr = sample_batch(bank, np.arange(len(bank.tvat)), 6, s, np.random.default_rng(1))
+    assert lr.shape == (6, 3, n + 2 * c, n + 2 * c) and hr.shape == (6, 3, n * s, n * s)
+    import torch
+    up = torch.nn.functional.interpolate(torch.from_numpy(lr), scale_factor=s, mode="nearest")
+    core = scored(up, c, s).numpy()
+    # the scored output region lies over the HR core: nearest-upsampled LR core tracks it closely
+    assert core.shape == hr.shape and np.abs(core - hr).mean() < np.abs(up[..., :n * s, :n * s].numpy() - hr).mean()
+
+
+def test_training_with_context_scores_the_core_and_the_loss_falls(tmp_path):
+    run_training(load_train_config({**_cfg(tmp_path, 40), "context_px": 4}), show_progress=False)
+    log = _log(tmp_path)
+    assert log[-1]["loss"] < log[0]["loss"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,11 @@ from vsr_stream.ops.tvat import vsp
 from vsr_stream.quality.evaluate import list_image_files, read_image
 from vsr_stream.quality.imresize import imresize
 from vsr_stream.quality.metrics import modcrop
+
+if TYPE_CHECKING:
+    import torch
+
+    from vsr_stream.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +94,20 @@ def load_pictures(sources: list[str], scale: int, vsp_threshold: int, video_fram
 
 
 class PatchBank:
-    """Candidate LR patch positions drawn uniformly over all pictures, with each patch's TVAT."""
+    """Candidate LR patch positions drawn uniformly over all pictures, with each patch's TVAT.
 
-    def __init__(self, pictures: list[Picture], lr_patch_px: int, count: int, rng: np.random.Generator) -> None:
+    ``context`` LR pixels of picture are kept free on every side of each patch, for the network to
+    see around it (``TrainConfig.context_px``); TVAT and the scored region are the patch itself."""
+
+    def __init__(self, pictures: list[Picture], lr_patch_px: int, count: int, rng: np.random.Generator,
+                 context: int = 0) -> None:
         self.pictures = pictures
-        self.size = lr_patch_px
-        areas = np.array([(p.lr.shape[0] - lr_patch_px + 1) * (p.lr.shape[1] - lr_patch_px + 1) for p in pictures], float)
+        self.size, self.context = lr_patch_px, context
+        span = lr_patch_px + 2 * context
+        areas = np.array([(p.lr.shape[0] - span + 1) * (p.lr.shape[1] - span + 1) for p in pictures], float)
         self.pic = rng.choice(len(pictures), size=count, p=areas / areas.sum())
-        self.y = np.array([rng.integers(0, pictures[i].lr.shape[0] - lr_patch_px + 1) for i in self.pic])
-        self.x = np.array([rng.integers(0, pictures[i].lr.shape[1] - lr_patch_px + 1) for i in self.pic])
+        self.y = context + np.array([rng.integers(0, pictures[i].lr.shape[0] - span + 1) for i in self.pic])
+        self.x = context + np.array([rng.integers(0, pictures[i].lr.shape[1] - span + 1) for i in self.pic])
         self.tvat = np.array([self._tvat(i, y, x) for i, y, x in zip(self.pic, self.y, self.x)])
 
     def _tvat(self, i: int, y: int, x: int) -> float:
@@ -112,21 +123,37 @@ class PatchBank:
         return np.flatnonzero(classes == cls)
 
 
+def patch_bank(cfg: TrainConfig, rng: np.random.Generator) -> PatchBank:
+    """The run's candidate patches: the trainer draws its batches from it and the class thresholds
+    come from its TVAT quantiles (the same positions for the same seed)."""
+    span = cfg.lr_patch_px + 2 * cfg.context_px
+    pictures = load_pictures(cfg.data, cfg.scale, cfg.vsp_threshold, cfg.video_frame_step, span)
+    return PatchBank(pictures, cfg.lr_patch_px, cfg.patch_pool, rng, cfg.context_px)
+
+
 def sample_batch(bank: PatchBank, members: np.ndarray, batch: int, scale: int,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(LR, HR) float32 NCHW batches in [0, 1], with one random flip/rotation per patch pair."""
-    n, s = bank.size, scale
+    """(LR, HR) float32 NCHW batches in [0, 1], with one random flip/rotation per patch pair. The LR
+    patches carry ``bank.context`` pixels of context on each side; the HR patches are the core only
+    (crop the network's output with :func:`scored`)."""
+    n, s, c = bank.size, scale, bank.context
     lrs, hrs = [], []
     for j in rng.choice(members, size=batch):
         pic = bank.pictures[bank.pic[j]]
         y, x = int(bank.y[j]), int(bank.x[j])
-        lr = pic.lr[y:y + n, x:x + n]
+        lr = pic.lr[y - c:y + n + c, x - c:x + n + c]
         hr = pic.hr[y * s:(y + n) * s, x * s:(x + n) * s]
         k, flip = int(rng.integers(4)), bool(rng.integers(2))
         lrs.append(_dihedral(lr, k, flip))
         hrs.append(_dihedral(hr, k, flip))
     to = lambda a: np.ascontiguousarray(np.stack(a).transpose(0, 3, 1, 2), np.float32) / 255.0  # noqa: E731
     return to(lrs), to(hrs)
+
+
+def scored(sr: torch.Tensor, context: int, scale: int) -> torch.Tensor:
+    """The part of a network output over an LR batch with ``context`` px of context that the loss scores."""
+    m = context * scale
+    return sr[..., m:sr.shape[-2] - m, m:sr.shape[-1] - m] if m else sr
 
 
 def _dihedral(img: np.ndarray, k: int, flip: bool) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from vsr_stream.config import TrainConfig
-from vsr_stream.train.data import PatchBank, load_pictures
+from vsr_stream.train.data import patch_bank
 from vsr_stream.train.trainer import BranchJob, branch_dir, train_branch
 
 log = logging.getLogger(__name__)
@@ -32,9 +32,7 @@ def class_thresholds(cfg: TrainConfig) -> list[float]:
     if not cfg.class_quantiles:
         thresholds: list[float] = []
     else:
-        pictures = load_pictures(cfg.data, cfg.scale, cfg.vsp_threshold, cfg.video_frame_step, cfg.lr_patch_px)
-        bank = PatchBank(pictures, cfg.lr_patch_px, cfg.patch_pool, np.random.default_rng(cfg.seed))
-        thresholds = bank.thresholds(cfg.class_quantiles)
+        thresholds = patch_bank(cfg, np.random.default_rng(cfg.seed)).thresholds(cfg.class_quantiles)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"tvat_thresholds": thresholds, "quantiles": cfg.class_quantiles,
                                 "vsp_threshold": cfg.vsp_threshold, "lr_patch_px": cfg.lr_patch_px,

@@ -23,7 +23,7 @@ from vsr_stream.models import load_matching_weights, load_weights, read_weights,
 from vsr_stream.models.fsrcnn import deepened_state
 from vsr_stream.models.registry import weights_file
 from vsr_stream.quality.metrics import psnr_y
-from vsr_stream.train.data import PatchBank, load_pictures, sample_batch
+from vsr_stream.train.data import load_pictures, patch_bank, sample_batch, scored
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,7 @@ def train_branch(job: BranchJob) -> dict[str, Any]:
         save_weights(_initial_model(branch, cfg.scale), out / "weights.safetensors")
         return {"cls": job.cls, "model": branch.model, "step": 0, "elapsed_s": 0.0, "val_psnr_db": None}
     rng = np.random.default_rng(cfg.seed)
-    pictures = load_pictures(cfg.data, cfg.scale, cfg.vsp_threshold, cfg.video_frame_step, cfg.lr_patch_px)
-    bank = PatchBank(pictures, cfg.lr_patch_px, cfg.patch_pool, rng)
+    bank = patch_bank(cfg, rng)
     members = bank.members(job.cls, job.thresholds)
     val = validation_pairs(cfg)
     net = trainable(_initial_model(branch, cfg.scale))
@@ -107,7 +106,8 @@ def _loop(cfg, job, net, opt, state, bank, members, val, rng, out) -> None:
     while state["step"] < branch.steps:
         set_lr(opt, branch.lr, cfg.lr_final_ratio, state["step"], branch.steps)
         lr_b, hr_b = sample_batch(bank, members, cfg.batch, cfg.scale, rng)
-        loss = _LOSSES[branch.loss](net(torch.from_numpy(lr_b)), torch.from_numpy(hr_b))
+        sr = scored(net(torch.from_numpy(lr_b)), cfg.context_px, cfg.scale)
+        loss = _LOSSES[branch.loss](sr, torch.from_numpy(hr_b))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
