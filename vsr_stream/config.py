@@ -362,7 +362,9 @@ class TrainBranchConfig(_Section):
     model: str = Field(..., description="Registered model name trained for this class.")
     steps: int = Field(20_000, ge=0, description="Optimiser steps for this branch; 0 keeps its init weights "
                        "as they are (retrain some classes, keep another's trained branch).")
-    lr: float = Field(1e-3, gt=0, description="Adam learning rate at the start (cosine decay to lr_final_ratio × lr).")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate after the warmup (cosine decay to lr_final_ratio × lr).")
+    warmup_steps: int = Field(0, ge=0, description="Steps of linear learning-rate warmup before the cosine decay "
+                              "(for a fine-tune: a fresh optimiser's first full-size updates undo some of its init).")
     init: str | None = Field(None, description="Weights to start from (fine-tuning), e.g. a one-model run's result.")
     init_layers: Literal["all", "matching", "deepen"] = Field(
         "all", description="'all': init must fit the model exactly; 'matching': take only the tensors whose "

@@ -228,3 +228,14 @@ def test_training_with_context_scores_the_core_and_the_loss_falls(tmp_path):
     run_training(load_train_config({**_cfg(tmp_path, 40), "context_px": 4}), show_progress=False)
     log = _log(tmp_path)
     assert log[-1]["loss"] < log[0]["loss"]
+
+
+def test_learning_rate_warms_up_then_decays_to_the_final_ratio():
+    from vsr_stream.train.trainer import lr_at
+
+    assert lr_at(0, 1e-3, 0.02, 1000) == pytest.approx(1e-3)  # no warmup: cosine from the first step
+    assert lr_at(1000, 1e-3, 0.02, 1000) == pytest.approx(2e-5)
+    warm = [lr_at(s, 1e-3, 0.02, 1000, warmup=100) for s in range(1001)]
+    assert warm[0] == pytest.approx(1e-5) and warm[99] == pytest.approx(1e-3) and warm[100] == pytest.approx(1e-3)
+    assert all(a <= b for a, b in zip(warm[:100], warm[1:101])) and all(a >= b for a, b in zip(warm[100:], warm[101:]))
+    assert warm[-1] == pytest.approx(2e-5)

@@ -104,7 +104,7 @@ def _loop(cfg, job, net, opt, state, bank, members, val, rng, out) -> None:
     t_resume, elapsed0 = time.monotonic(), state["elapsed_s"]
     losses: list[float] = []
     while state["step"] < branch.steps:
-        set_lr(opt, branch.lr, cfg.lr_final_ratio, state["step"], branch.steps)
+        set_lr(opt, lr_at(state["step"], branch.lr, cfg.lr_final_ratio, branch.steps, branch.warmup_steps))
         lr_b, hr_b = sample_batch(bank, members, cfg.batch, cfg.scale, rng)
         sr = scored(net(torch.from_numpy(lr_b)), cfg.context_px, cfg.scale)
         loss = _LOSSES[branch.loss](sr, torch.from_numpy(hr_b))
@@ -139,9 +139,17 @@ def snapshot_path(out: Path, step: int) -> Path:
     return out / "snapshots" / f"step{step:07d}.safetensors"
 
 
-def set_lr(opt: torch.optim.Optimizer, lr0: float, final_ratio: float, step: int, steps: int) -> None:
-    """Cosine decay from lr0 to final_ratio × lr0 over ``steps``."""
-    lr = lr0 * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * step / steps)))
+def lr_at(step: int, lr0: float, final_ratio: float, steps: int, warmup: int = 0) -> float:
+    """Learning rate at ``step``: a linear warmup from lr0 / warmup to lr0 over the first ``warmup``
+    steps (a fresh Adam's first updates are full-size whatever the gradient: a fine-tune from a
+    trained network loses ground to them), then cosine decay to final_ratio × lr0 at ``steps``."""
+    if step < warmup:
+        return lr0 * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return lr0 * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
     for group in opt.param_groups:
         group["lr"] = lr
 
