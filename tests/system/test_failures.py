@@ -134,6 +134,13 @@ def test_full_disk_tmpfs(av_clip, tmp_path):
         subprocess.run(["umount", str(mnt)], check=False)
 
 
+def _ctrl_c_default() -> None:
+    """In the child: SIGINT as a terminal delivers it. A test run started in the background
+    (``cmd &`` without job control) ignores SIGINT, its children inherit that, and Python then
+    installs no KeyboardInterrupt handler: the Ctrl-C this test sends would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig,mode", [(signal.SIGINT, "inproc"), (signal.SIGTERM, "inproc"), (signal.SIGINT, "ipc"),
                                       (signal.SIGINT, "fused")])
 def test_interrupt_leaves_nothing(tmp_path, out_dir, sig, mode):
@@ -141,7 +148,7 @@ def test_interrupt_leaves_nothing(tmp_path, out_dir, sig, mode):
     proc = subprocess.Popen([sys.executable, "-m", "vsr_stream.cli", "upscale", str(src), str(out_dir / "o.mp4"),
                              "--scale", "4", "--quiet", "--transport", mode],
                             env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_ctrl_c_default)
     time.sleep(8 if mode == "ipc" else 4)
     os.killpg(proc.pid, sig) if sig == signal.SIGINT else proc.send_signal(sig)  # Ctrl-C hits the whole group
     _, err = proc.communicate(timeout=60)
