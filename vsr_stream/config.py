@@ -378,6 +378,9 @@ class TrainBranchConfig(_Section):
     def _untrained_needs_init(self) -> "TrainBranchConfig":
         if self.steps == 0 and self.init is None:
             raise ValueError(f"branch {self.model!r} has steps = 0 and no init: it would ship untrained weights")
+        if self.steps and self.warmup_steps >= self.steps:
+            raise ValueError(f"branch {self.model!r}: warmup_steps = {self.warmup_steps} leaves none of its "
+                             f"{self.steps} steps for the decay")
         return self
 
 

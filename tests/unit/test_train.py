@@ -239,3 +239,10 @@ def test_learning_rate_warms_up_then_decays_to_the_final_ratio():
     assert warm[0] == pytest.approx(1e-5) and warm[99] == pytest.approx(1e-3) and warm[100] == pytest.approx(1e-3)
     assert all(a <= b for a, b in zip(warm[:100], warm[1:101])) and all(a >= b for a, b in zip(warm[100:], warm[101:]))
     assert warm[-1] == pytest.approx(2e-5)
+
+
+def test_a_warmup_as_long_as_the_run_is_refused(tmp_path):
+    cfg = _cfg(tmp_path, 10)
+    cfg["branches"] = [{**cfg["branches"][0], "warmup_steps": 10}]
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        load_train_config(cfg)

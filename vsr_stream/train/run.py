@@ -36,6 +36,7 @@ def class_thresholds(cfg: TrainConfig) -> list[float]:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"tvat_thresholds": thresholds, "quantiles": cfg.class_quantiles,
                                 "vsp_threshold": cfg.vsp_threshold, "lr_patch_px": cfg.lr_patch_px,
+                                "context_px": cfg.context_px,
                                 "scale": cfg.scale}, indent=2))
     return thresholds
 
