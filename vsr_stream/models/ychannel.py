@@ -59,13 +59,14 @@ DESCRIPTORS = tuple(
 ) + tuple(
     # Deeper mappings for the same width, each at the scales where it still fits the
     # multiply-add budget of an RGB FSRCNN-56 (see docs/quality.md): m = 6 and 8 at every
-    # scale, m = 9 at x4 (1,453 of 1,506), m = 12 at x2 and x3 (at x4 it would cost 1,696).
+    # scale, m = 9 at x4 (1,453 of 1,506), m = 12 at x2 and x3 (at x4 it would cost 1,696),
+    # m = 14 at x2 (5,774 of 5,967).
     ModelDescriptor(
         name=f"fsrcnn-ps-{d}-m{m}-y", scales=scales, builder=partial(fsrcnn_ps_y, feature_channels=d, n_map_layers=m),
         learned=True, supports_half=True, receptive_radius_px=ps_receptive_radius_px(m), min_size_px=1,
         description=f"FSRCNN-PS d={d}, m={m} on BT.601 luma, bicubic chroma", family="fsrcnn",
     )
-    for d, m, scales in ((56, 6, SCALES), (56, 8, SCALES), (56, 9, (4,)), (56, 12, (2, 3)))
+    for d, m, scales in ((56, 6, SCALES), (56, 8, SCALES), (56, 9, (4,)), (56, 12, (2, 3)), (56, 14, (2,)))
 ) + tuple(
     ModelDescriptor(
         name=f"edsr-b{b}c{c}-y", scales=SCALES, builder=partial(edsr_y, blocks=b, channels=c),
