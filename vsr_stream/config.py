@@ -373,9 +373,20 @@ class TrainBranchConfig(_Section):
     loss: Literal["l1", "l2"] = Field(
         "l1", description="Pixel loss: l1 (robust, the usual choice) or l2 (the MSE that PSNR measures, "
         "for a last fine-tuning stage).")
+    teacher: str | None = Field(
+        None, description="Distillation: weights (a path, or '@stem' for a shipped file) of a frozen teacher "
+        "whose output on each training patch is a second target beside the HR patch; the loss is "
+        "(1 - distill_weight) x loss(SR, HR) + distill_weight x loss(SR, teacher).")
+    teacher_model: str | None = Field(None, description="Registered model of the teacher; None: the branch's own model.")
+    teacher_self_ensemble: bool = Field(
+        True, description="Average the teacher over the 8 flips/rotations (8 forward passes per step): a "
+        "self-ensembled network is a better teacher than the network alone.")
+    distill_weight: float = Field(0.5, ge=0, le=1, description="Share of the loss given to the teacher's output.")
 
     @model_validator(mode="after")
     def _untrained_needs_init(self) -> "TrainBranchConfig":
+        if self.teacher is None and self.teacher_model is not None:
+            raise ValueError(f"branch {self.model!r}: teacher_model = {self.teacher_model!r} needs teacher weights")
         if self.steps == 0 and self.init is None:
             raise ValueError(f"branch {self.model!r} has steps = 0 and no init: it would ship untrained weights")
         if self.steps and self.warmup_steps >= self.steps:

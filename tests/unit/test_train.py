@@ -246,3 +246,53 @@ def test_a_warmup_as_long_as_the_run_is_refused(tmp_path):
     cfg["branches"] = [{**cfg["branches"][0], "warmup_steps": 10}]
     with pytest.raises(ConfigError, match="warmup_steps"):
         load_train_config(cfg)
+
+
+def test_a_teacher_equal_to_the_student_leaves_nothing_to_learn(tmp_path):
+    """Distilling (weight 1) from the weights the student starts from: the loss is exactly 0 from the
+    first step, so the teacher sees the same patches, scored the same way, as the student."""
+    cfg = _cfg(tmp_path, 10)
+    run_training(load_train_config(cfg), show_progress=False)
+    start = str(tmp_path / "runs" / "t" / "branch0" / "weights.safetensors")
+    cfg["name"] = "d"
+    cfg["context_px"] = 3
+    cfg["branches"] = [{"model": "fsrcnn-ps-16", "steps": 10, "lr": 3e-3, "init": start, "teacher": start,
+                        "teacher_self_ensemble": False, "distill_weight": 1.0}]
+    run_training(load_train_config(cfg), show_progress=False)
+    log = [json.loads(line) for line in (tmp_path / "runs" / "d" / "branch0" / "log.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in log] == [0.0]
+
+
+def test_a_self_ensembled_teacher_trains_and_the_card_says_so(tmp_path):
+    from vsr_stream.train.card import ship
+
+    cfg = _cfg(tmp_path, 10)
+    run_training(load_train_config(cfg), show_progress=False)
+    start = str(tmp_path / "runs" / "t" / "branch0" / "weights.safetensors")
+    cfg["name"] = "d"
+    cfg["branches"] = [{"model": "fsrcnn-ps-16", "steps": 40, "lr": 3e-3, "init": start, "teacher": start,
+                        "distill_weight": 0.5}]
+    run_training(load_train_config(cfg), show_progress=False)
+    log = [json.loads(line) for line in (tmp_path / "runs" / "d" / "branch0" / "log.jsonl").read_text().splitlines()]
+    assert 0 < log[-1]["loss"] < log[0]["loss"]
+    text = ship(load_train_config(cfg), "d.toml", 0, "tiny_x2", dest=tmp_path / "ship").read_text()
+    assert f"distilled from `{start}`" in text and "8 flips/rotations" in text
+
+
+def test_the_distillation_loss_blends_the_two_targets():
+    import torch
+
+    from vsr_stream.config import TrainBranchConfig
+    from vsr_stream.train.trainer import branch_loss
+
+    sr, hr, taught = torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2), torch.full((1, 1, 2, 2), 3.0)
+    branch = TrainBranchConfig(model="fsrcnn-ps-16", teacher="w.safetensors", distill_weight=0.25, loss="l2")
+    assert branch_loss(branch, sr, hr, taught).item() == pytest.approx(0.75 * 1 + 0.25 * 9)
+    assert branch_loss(branch, sr, hr, None).item() == pytest.approx(1.0)
+
+
+def test_a_teacher_model_without_teacher_weights_is_refused(tmp_path):
+    cfg = _cfg(tmp_path, 5)
+    cfg["branches"] = [{"model": "fsrcnn-ps-16", "steps": 5, "teacher_model": "fsrcnn-ps-56"}]
+    with pytest.raises(ConfigError, match="teacher_model"):
+        load_train_config(cfg)

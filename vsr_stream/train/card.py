@@ -136,7 +136,7 @@ def render_card(cfg: TrainConfig, config_path: str, branch: int, stem: str, weig
         f"batch {cfg.batch} patches of {cfg.lr_patch_px} LR px ({cfg.lr_patch_px * cfg.scale} HR px)"
         + (f" scored inside {cfg.context_px} LR px of seen context" if cfg.context_px else "") + ", "
         "random flips and rotations"
-        + _start(b) + ".",
+        + _start(b) + _distilled(b) + ".",
         "- Data: " + ", ".join(f"`{d}`" for d in cfg.data) + "; LR made with MATLAB-style antialiased "
         "bicubic (`vsr_stream.quality.imresize`). No validation or test image was trained on.",
         f"- Wall time: {last['elapsed_s'] / 60:.1f} min on a 2-core CPU (no GPU).",
@@ -201,3 +201,11 @@ def _start(branch) -> str:
         return (f", started from `{branch.init}` with its mapping deepened by identity layers "
                 "(the same function at step 0)")
     return f", started from `{branch.init}`"
+
+
+def _distilled(branch) -> str:
+    if branch.teacher is None:
+        return ""
+    ensemble = ", averaged over the 8 flips/rotations," if branch.teacher_self_ensemble else ""
+    return (f"; distilled from `{branch.teacher}` (`{branch.teacher_model or branch.model}`{ensemble} a second "
+            f"target weighted {branch.distill_weight:g} against the HR patch's {1 - branch.distill_weight:g})")

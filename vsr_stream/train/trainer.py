@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from vsr_stream.config import TrainConfig
 from vsr_stream.errors import ConfigError
-from vsr_stream.models import load_matching_weights, load_weights, read_weights, save_weights, untrained_model
+from vsr_stream.models import build_model, load_matching_weights, load_weights, read_weights, save_weights, untrained_model
+from vsr_stream.models.ensemble import with_self_ensemble
 from vsr_stream.models.fsrcnn import deepened_state
 from vsr_stream.models.registry import weights_file
 from vsr_stream.quality.metrics import psnr_y
@@ -61,11 +62,12 @@ def train_branch(job: BranchJob) -> dict[str, Any]:
     members = bank.members(job.cls, job.thresholds)
     val = validation_pairs(cfg)
     net = trainable(_initial_model(branch, cfg.scale))
+    teacher = _teacher(branch, cfg.scale)
     opt = torch.optim.Adam(net.parameters(), lr=branch.lr)
     state = resume(out / "ckpt.pt", net, opt, rng)
     log.info("branch %d (%s): %d of %d candidate patches, from step %d", job.cls, branch.model,
              len(members), len(bank.tvat), state["step"])
-    _loop(cfg, job, net, opt, state, bank, members, val, rng, out)
+    _loop(cfg, job, net, teacher, opt, state, bank, members, val, rng, out)
     save_weights(net, out / "weights.safetensors")
     return {"cls": job.cls, "model": branch.model, **{k: state[k] for k in ("step", "elapsed_s")},
             "val_psnr_db": state["history"][-1]["val_psnr_db"] if state["history"] else None}
@@ -92,13 +94,29 @@ def _initial_model(branch, scale: int) -> torch.nn.Module:
     return net
 
 
+def _teacher(branch, scale: int) -> torch.nn.Module | None:
+    """The frozen network whose output is the distillation target, or None (no ``teacher``)."""
+    if branch.teacher is None:
+        return None
+    net = build_model(branch.teacher_model or branch.model, scale, weights=branch.teacher)  # eval, frozen
+    return with_self_ensemble(net) if branch.teacher_self_ensemble else net
+
+
+def branch_loss(branch, sr: torch.Tensor, hr: torch.Tensor, taught: torch.Tensor | None) -> torch.Tensor:
+    """The branch's pixel loss against HR, blended with the loss against the teacher's output."""
+    loss = _LOSSES[branch.loss](sr, hr)
+    if taught is None:
+        return loss
+    return (1 - branch.distill_weight) * loss + branch.distill_weight * _LOSSES[branch.loss](sr, taught)
+
+
 def trainable(net: torch.nn.Module) -> torch.nn.Module:
     for p in net.parameters():
         p.requires_grad_(True)
     return net.train()
 
 
-def _loop(cfg, job, net, opt, state, bank, members, val, rng, out) -> None:
+def _loop(cfg, job, net, teacher, opt, state, bank, members, val, rng, out) -> None:
     branch = cfg.branches[job.cls]
     bar = _bar(job, branch.steps, state["step"])
     t_resume, elapsed0 = time.monotonic(), state["elapsed_s"]
@@ -106,8 +124,13 @@ def _loop(cfg, job, net, opt, state, bank, members, val, rng, out) -> None:
     while state["step"] < branch.steps:
         set_lr(opt, lr_at(state["step"], branch.lr, cfg.lr_final_ratio, branch.steps, branch.warmup_steps))
         lr_b, hr_b = sample_batch(bank, members, cfg.batch, cfg.scale, rng)
-        sr = scored(net(torch.from_numpy(lr_b)), cfg.context_px, cfg.scale)
-        loss = _LOSSES[branch.loss](sr, torch.from_numpy(hr_b))
+        x = torch.from_numpy(lr_b)
+        sr = scored(net(x), cfg.context_px, cfg.scale)
+        taught = None
+        if teacher is not None:
+            with torch.no_grad():
+                taught = scored(teacher(x), cfg.context_px, cfg.scale)
+        loss = branch_loss(branch, sr, torch.from_numpy(hr_b), taught)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
