@@ -296,3 +296,11 @@ def test_a_teacher_model_without_teacher_weights_is_refused(tmp_path):
     cfg["branches"] = [{"model": "fsrcnn-ps-16", "steps": 5, "teacher_model": "fsrcnn-ps-56"}]
     with pytest.raises(ConfigError, match="teacher_model"):
         load_train_config(cfg)
+
+
+def test_a_missing_teacher_file_is_a_config_error(tmp_path):
+    cfg = _cfg(tmp_path, 5)
+    cfg["branches"] = [{"model": "fsrcnn-ps-16", "steps": 5, "teacher": str(tmp_path / "none.safetensors")}]
+    with pytest.raises(ConfigError, match="does not exist"):
+        run_training(load_train_config(cfg), show_progress=False)
+    assert not (tmp_path / "runs" / "t" / "branch0" / "weights.safetensors").exists()

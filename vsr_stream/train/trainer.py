@@ -57,12 +57,12 @@ def train_branch(job: BranchJob) -> dict[str, Any]:
     if branch.steps == 0:  # kept as its init: no pictures, no patches, no validation needed
         save_weights(_initial_model(branch, cfg.scale), out / "weights.safetensors")
         return {"cls": job.cls, "model": branch.model, "step": 0, "elapsed_s": 0.0, "val_psnr_db": None}
+    teacher = _teacher(branch, cfg.scale)  # before the patches: a bad teacher fails at once
     rng = np.random.default_rng(cfg.seed)
     bank = patch_bank(cfg, rng)
     members = bank.members(job.cls, job.thresholds)
     val = validation_pairs(cfg)
     net = trainable(_initial_model(branch, cfg.scale))
-    teacher = _teacher(branch, cfg.scale)
     opt = torch.optim.Adam(net.parameters(), lr=branch.lr)
     state = resume(out / "ckpt.pt", net, opt, rng)
     log.info("branch %d (%s): %d of %d candidate patches, from step %d", job.cls, branch.model,
