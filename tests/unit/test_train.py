@@ -21,8 +21,19 @@ def _cfg(tmp_path, steps: int, branches: int = 1) -> dict:
             "branches": [{"model": "fsrcnn-ps-16", "steps": steps, "lr": 3e-3}] * branches}
 
 
-def _log(tmp_path, k=0) -> list[dict]:
-    return [json.loads(line) for line in (tmp_path / "runs" / "t" / f"branch{k}" / "log.jsonl").read_text().splitlines()]
+def _log(tmp_path, k=0, name="t") -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "runs" / name / f"branch{k}" / "log.jsonl").read_text().splitlines()]
+
+
+def _distilled_run(tmp_path, context_px: int = 0, **branch) -> tuple[dict, str]:
+    """Train run "t" for 10 steps, then run "d" from its weights with them as the teacher."""
+    cfg = _cfg(tmp_path, 10)
+    run_training(load_train_config(cfg), show_progress=False)
+    start = str(tmp_path / "runs" / "t" / "branch0" / "weights.safetensors")
+    cfg["name"], cfg["context_px"] = "d", context_px
+    cfg["branches"] = [{"model": "fsrcnn-ps-16", "lr": 3e-3, "init": start, "teacher": start, **branch}]
+    run_training(load_train_config(cfg), show_progress=False)
+    return cfg, start
 
 
 def test_loss_falls_and_weights_are_exported(tmp_path):
@@ -250,30 +261,16 @@ def test_a_warmup_as_long_as_the_run_is_refused(tmp_path):
 
 def test_a_teacher_equal_to_the_student_leaves_nothing_to_learn(tmp_path):
     """Distilling (weight 1) from the weights the student starts from: the loss is exactly 0 from the
-    first step, so the teacher sees the same patches, scored the same way, as the student."""
-    cfg = _cfg(tmp_path, 10)
-    run_training(load_train_config(cfg), show_progress=False)
-    start = str(tmp_path / "runs" / "t" / "branch0" / "weights.safetensors")
-    cfg["name"] = "d"
-    cfg["context_px"] = 3
-    cfg["branches"] = [{"model": "fsrcnn-ps-16", "steps": 10, "lr": 3e-3, "init": start, "teacher": start,
-                        "teacher_self_ensemble": False, "distill_weight": 1.0}]
-    run_training(load_train_config(cfg), show_progress=False)
-    log = [json.loads(line) for line in (tmp_path / "runs" / "d" / "branch0" / "log.jsonl").read_text().splitlines()]
-    assert [r["loss"] for r in log] == [0.0]
+    first step, so the teacher sees the same patches, scored the same way (context 3), as the student."""
+    _distilled_run(tmp_path, context_px=3, steps=10, teacher_self_ensemble=False, distill_weight=1.0)
+    assert [r["loss"] for r in _log(tmp_path, name="d")] == [0.0]
 
 
 def test_a_self_ensembled_teacher_trains_and_the_card_says_so(tmp_path):
     from vsr_stream.train.card import ship
 
-    cfg = _cfg(tmp_path, 10)
-    run_training(load_train_config(cfg), show_progress=False)
-    start = str(tmp_path / "runs" / "t" / "branch0" / "weights.safetensors")
-    cfg["name"] = "d"
-    cfg["branches"] = [{"model": "fsrcnn-ps-16", "steps": 40, "lr": 3e-3, "init": start, "teacher": start,
-                        "distill_weight": 0.5}]
-    run_training(load_train_config(cfg), show_progress=False)
-    log = [json.loads(line) for line in (tmp_path / "runs" / "d" / "branch0" / "log.jsonl").read_text().splitlines()]
+    cfg, start = _distilled_run(tmp_path, steps=40, distill_weight=0.5)
+    log = _log(tmp_path, name="d")
     assert 0 < log[-1]["loss"] < log[0]["loss"]
     text = ship(load_train_config(cfg), "d.toml", 0, "tiny_x2", dest=tmp_path / "ship").read_text()
     assert f"distilled from `{start}`" in text and "8 flips/rotations" in text
