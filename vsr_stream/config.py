@@ -382,6 +382,10 @@ class TrainBranchConfig(_Section):
         True, description="Average the teacher over the 8 flips/rotations (8 forward passes per step): a "
         "self-ensembled network is a better teacher than the network alone.")
     distill_weight: float = Field(0.5, ge=0, le=1, description="Share of the loss given to the teacher's output.")
+    loss_on: Literal["rgb", "y"] = Field(
+        "rgb", description="Colour space the loss is scored in: 'rgb', or 'y' (BT.601 luma, what eval measures) "
+        "for a luma network: its chroma is bicubic and fixed, and an RGB loss pulls its Y towards cancelling "
+        "the chroma error instead of towards the true Y. Refused for an RGB network (its chroma would go untrained).")
 
     @model_validator(mode="after")
     def _untrained_needs_init(self) -> "TrainBranchConfig":

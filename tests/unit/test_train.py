@@ -301,3 +301,48 @@ def test_a_missing_teacher_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         run_training(load_train_config(cfg), show_progress=False)
     assert not (tmp_path / "runs" / "t" / "branch0" / "weights.safetensors").exists()
+
+
+def test_a_luma_loss_scores_y_only_as_eval_does():
+    import torch
+
+    from vsr_stream.config import TrainBranchConfig
+    from vsr_stream.quality.metrics import rgb_to_y
+    from vsr_stream.train.trainer import branch_loss
+
+    gen = torch.Generator().manual_seed(0)
+    sr, hr = torch.rand(2, 3, 5, 4, generator=gen), torch.rand(2, 3, 5, 4, generator=gen)
+    w = torch.tensor([65.481, 128.553, 24.966], dtype=torch.float64)
+    v = torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64)
+    chroma_only = (v - (v @ w) / (w @ w) * w).float().view(1, 3, 1, 1) * 0.2  # moves no Y
+    y_branch = TrainBranchConfig(model="fsrcnn-ps-16-y", loss="l2", loss_on="y")
+    rgb_branch = TrainBranchConfig(model="fsrcnn-ps-16-y", loss="l2")
+    y_of = [np.stack([rgb_to_y(im) for im in t.permute(0, 2, 3, 1).double().numpy() * 255]) for t in (sr, hr)]
+    expected = np.mean((y_of[0] - y_of[1]) ** 2) / 255**2
+    assert branch_loss(y_branch, sr, hr, None).item() == pytest.approx(expected, rel=1e-5)
+    assert branch_loss(y_branch, sr, hr + chroma_only, None).item() == pytest.approx(expected, rel=1e-5)
+    assert branch_loss(rgb_branch, sr, hr + chroma_only, None).item() != pytest.approx(
+        branch_loss(rgb_branch, sr, hr, None).item(), rel=1e-3)
+    taught = hr + chroma_only  # the teacher's target is scored on Y as well
+    assert branch_loss(y_branch.model_copy(update={"teacher": "w", "distill_weight": 0.5}), sr, hr, taught).item() \
+        == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_luma_network_trains_on_a_luma_loss_and_the_card_says_so(tmp_path):
+    from vsr_stream.train.card import ship
+
+    cfg = _cfg(tmp_path, 40)
+    cfg["branches"] = [{"model": "fsrcnn-ps-16-y", "steps": 40, "lr": 3e-3, "loss": "l2", "loss_on": "y"}]
+    run_training(load_train_config(cfg), show_progress=False)
+    log = _log(tmp_path)
+    assert log[-1]["loss"] < log[0]["loss"]
+    card = ship(load_train_config(cfg), "my.toml", 0, "tiny_x2", dest=tmp_path / "ship").read_text()
+    assert "Adam on L2 loss on luma (Y)" in card
+
+
+def test_a_luma_loss_on_an_rgb_network_is_refused_before_training(tmp_path):
+    cfg = _cfg(tmp_path, 5)
+    cfg["branches"] = [{"model": "fsrcnn-ps-16", "steps": 5, "loss_on": "y"}]
+    with pytest.raises(ConfigError, match="luma network"):
+        run_training(load_train_config(cfg), show_progress=False)
+    assert not (tmp_path / "runs" / "t" / "branch0" / "ckpt.pt").exists()

@@ -130,7 +130,7 @@ def render_card(cfg: TrainConfig, config_path: str, branch: int, stem: str, weig
         f"| sha256 | `{digest}` |", "",
         "## Training", "",
         f"- Run `{cfg.name}` from `{config_path}`: {last['step']:,} steps of Adam on "
-        f"{b.loss.upper()} loss, learning rate {b.lr:g}"
+        f"{b.loss.upper()} loss" + (" on luma (Y)" if b.loss_on == "y" else "") + f", learning rate {b.lr:g}"
         + (f" after {b.warmup_steps:,} steps of linear warmup" if b.warmup_steps else "")
         + f" with cosine decay to {cfg.lr_final_ratio:g}×, "
         f"batch {cfg.batch} patches of {cfg.lr_patch_px} LR px ({cfg.lr_patch_px * cfg.scale} HR px)"

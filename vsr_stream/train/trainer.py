@@ -23,6 +23,7 @@ from vsr_stream.models import build_model, load_matching_weights, load_weights, 
 from vsr_stream.models.ensemble import with_self_ensemble
 from vsr_stream.models.fsrcnn import deepened_state
 from vsr_stream.models.registry import weights_file
+from vsr_stream.models.ychannel import RGB_TO_YCBCR, YChannel
 from vsr_stream.quality.metrics import psnr_y
 from vsr_stream.train.data import load_pictures, patch_bank, sample_batch, scored
 
@@ -57,12 +58,15 @@ def train_branch(job: BranchJob) -> dict[str, Any]:
     if branch.steps == 0:  # kept as its init: no pictures, no patches, no validation needed
         save_weights(_initial_model(branch, cfg.scale), out / "weights.safetensors")
         return {"cls": job.cls, "model": branch.model, "step": 0, "elapsed_s": 0.0, "val_psnr_db": None}
-    teacher = _teacher(branch, cfg.scale)  # before the patches: a bad teacher fails at once
+    teacher = _teacher(branch, cfg.scale)  # before the patches: a bad teacher or init fails at once
+    net = trainable(_initial_model(branch, cfg.scale))
+    if branch.loss_on == "y" and not isinstance(net, YChannel):
+        raise ConfigError(f"branch {branch.model!r}: loss_on = 'y' needs a luma network (an RGB network's "
+                          "chroma would go untrained); use loss_on = 'rgb'")
     rng = np.random.default_rng(cfg.seed)
     bank = patch_bank(cfg, rng)
     members = bank.members(job.cls, job.thresholds)
     val = validation_pairs(cfg)
-    net = trainable(_initial_model(branch, cfg.scale))
     opt = torch.optim.Adam(net.parameters(), lr=branch.lr)
     state = resume(out / "ckpt.pt", net, opt, rng)
     log.info("branch %d (%s): %d of %d candidate patches, from step %d", job.cls, branch.model,
@@ -103,11 +107,21 @@ def _teacher(branch, scale: int) -> torch.nn.Module | None:
 
 
 def branch_loss(branch, sr: torch.Tensor, hr: torch.Tensor, taught: torch.Tensor | None) -> torch.Tensor:
-    """The branch's pixel loss against HR, blended with the loss against the teacher's output."""
+    """The branch's pixel loss against HR, blended with the loss against the teacher's output, both
+    scored in the branch's ``loss_on`` colour space."""
+    sr, hr = _loss_space(branch, sr), _loss_space(branch, hr)
     loss = _LOSSES[branch.loss](sr, hr)
     if taught is None:
         return loss
-    return (1 - branch.distill_weight) * loss + branch.distill_weight * _LOSSES[branch.loss](sr, taught)
+    return (1 - branch.distill_weight) * loss + branch.distill_weight * _LOSSES[branch.loss](sr, _loss_space(branch, taught))
+
+
+def _loss_space(branch, rgb: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB on [0, 1] as the loss sees it: unchanged, or its BT.601 Y (N, 1, H, W), without
+    the constant offset (the loss compares differences)."""
+    if branch.loss_on == "rgb":
+        return rgb
+    return torch.einsum("c,nchw->nhw", RGB_TO_YCBCR[0].to(rgb.dtype), rgb)[:, None]
 
 
 def trainable(net: torch.nn.Module) -> torch.nn.Module:
