@@ -81,9 +81,10 @@ class FSRCNNPS(nn.Module):
         shrink_channels: int = SHRINK_CHANNELS,
         n_map_layers: int = N_MAP_LAYERS,
         image_channels: int = 3,
+        guide_channels: int = 0,
     ) -> None:
         super().__init__()
-        self.scale = scale
+        self.scale, self.image_channels = scale, image_channels
         self.skip = Bicubic(scale)
         self.body = _body(feature_channels, shrink_channels, n_map_layers, image_channels)
         self.tail = nn.Conv2d(feature_channels, image_channels * scale * scale, 3, padding=1)
@@ -91,10 +92,21 @@ class FSRCNNPS(nn.Module):
         _init_body_as_paper(self.body)
         nn.init.normal_(self.tail.weight, std=1e-3)
         nn.init.zeros_(self.tail.bias)
+        # Guide channels (e.g. the chroma of a luma network) enter the first features through a
+        # 1x1 conv, added before the first PReLU; they are read, not upscaled. Zero at the start,
+        # so weights of the same net without a guide load as exactly the same function.
+        self.guide = nn.Conv2d(guide_channels, feature_channels, 1) if guide_channels else None
+        if self.guide is not None:
+            nn.init.zeros_(self.guide.weight)
+            nn.init.zeros_(self.guide.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = self.skip(x)
-        return self.shuffle(self.tail(self.body(x))) + skip
+        """``x`` is (N, image_channels + guide_channels, H, W); the output has image_channels."""
+        if self.guide is None:
+            return self.shuffle(self.tail(self.body(x))) + self.skip(x)
+        image = x[:, : self.image_channels]
+        features = self.body[1:](self.body[0](image) + self.guide(x[:, self.image_channels:]))
+        return self.shuffle(self.tail(features)) + self.skip(image)
 
 
 def _body(feature_channels: int, shrink_channels: int, n_map_layers: int, image_channels: int = 3) -> nn.Sequential:

@@ -24,11 +24,16 @@ OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64) / 255.0
 
 
 class YChannel(nn.Module):
-    """Wraps ``net`` ((N, 1, H, W) → (N, 1, H*s, W*s), Y on [0, 1]) into an RGB model."""
+    """Wraps ``net`` ((N, 1, H, W) → (N, 1, H*s, W*s), Y on [0, 1]) into an RGB model.
 
-    def __init__(self, net: nn.Module, scale: int) -> None:
+    With ``chroma_guide``, ``net`` reads (N, 3, H, W): Y, then Cb and Cr centred on 0, and still
+    returns Y only. Chroma edges then inform the luma (the picture's colour carries structure a
+    luma-only net never sees), while the output chroma stays bicubic.
+    """
+
+    def __init__(self, net: nn.Module, scale: int, chroma_guide: bool = False) -> None:
         super().__init__()
-        self.net, self.scale = net, scale
+        self.net, self.scale, self.chroma_guide = net, scale, chroma_guide
         self.chroma = Bicubic(scale)
         self.register_buffer("to_ycc", RGB_TO_YCBCR.float(), persistent=False)
         self.register_buffer("to_rgb", torch.linalg.inv(RGB_TO_YCBCR).float(), persistent=False)
@@ -37,12 +42,18 @@ class YChannel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ycc = torch.einsum("ij,njhw->nihw", self.to_ycc.to(x.dtype), x) + self.offset.to(x.dtype)
         chroma = self.chroma(ycc[:, 1:])
-        up = torch.cat([self.net(ycc[:, :1]), chroma], dim=1) - self.offset.to(x.dtype)
+        net_in = torch.cat([ycc[:, :1], ycc[:, 1:] - self.offset[:, 1:].to(x.dtype)], dim=1) if self.chroma_guide else ycc[:, :1]
+        up = torch.cat([self.net(net_in), chroma], dim=1) - self.offset.to(x.dtype)
         return torch.einsum("ij,njhw->nihw", self.to_rgb.to(x.dtype), up)
 
 
 def fsrcnn_ps_y(scale: int, feature_channels: int, n_map_layers: int = N_MAP_LAYERS) -> YChannel:
     return YChannel(FSRCNNPS(scale, feature_channels, n_map_layers=n_map_layers, image_channels=1), scale)
+
+
+def fsrcnn_ps_yc(scale: int, feature_channels: int, n_map_layers: int) -> YChannel:
+    net = FSRCNNPS(scale, feature_channels, n_map_layers=n_map_layers, image_channels=1, guide_channels=2)
+    return YChannel(net, scale, chroma_guide=True)
 
 
 def edsr_y(scale: int, blocks: int, channels: int) -> YChannel:
@@ -67,6 +78,17 @@ DESCRIPTORS = tuple(
         description=f"FSRCNN-PS d={d}, m={m} on BT.601 luma, bicubic chroma", family="fsrcnn",
     )
     for d, m, scales in ((56, 6, SCALES), (56, 8, SCALES), (56, 9, (4,)), (56, 12, (2, 3)), (56, 14, (2,)))
+) + tuple(
+    # The same nets reading the LR chroma too (a 1x1 conv into the first features: +7 / +12 / +28
+    # multiply-adds per output pixel at x4 / x3 / x2, still inside the budget); weights of the
+    # luma-only net of the same depth load into them as the same function (init_layers = "matching").
+    ModelDescriptor(
+        name=f"fsrcnn-ps-{d}-m{m}-yc", scales=scales,
+        builder=partial(fsrcnn_ps_yc, feature_channels=d, n_map_layers=m),
+        learned=True, supports_half=True, receptive_radius_px=ps_receptive_radius_px(m), min_size_px=1,
+        description=f"FSRCNN-PS d={d}, m={m} on BT.601 luma guided by the LR chroma, bicubic chroma", family="fsrcnn",
+    )
+    for d, m, scales in ((56, 9, (4,)), (56, 12, (2, 3)))
 ) + tuple(
     ModelDescriptor(
         name=f"edsr-b{b}c{c}-y", scales=SCALES, builder=partial(edsr_y, blocks=b, channels=c),
