@@ -88,6 +88,7 @@ def test_ship_copies_the_weights_and_writes_a_card(tmp_path):
     assert hashlib.sha256(shipped.read_bytes()).hexdigest() in text
     assert "10 steps" in text and "vsr-stream train my.toml" in text and LICENCE in text
     assert "Not scored" in text  # no sr-val folder here
+    assert "; RGB network." in text
 
 
 def test_ship_refuses_an_unfinished_branch(tmp_path):
@@ -338,6 +339,7 @@ def test_a_luma_network_trains_on_a_luma_loss_and_the_card_says_so(tmp_path):
     assert log[-1]["loss"] < log[0]["loss"]
     card = ship(load_train_config(cfg), "my.toml", 0, "tiny_x2", dest=tmp_path / "ship").read_text()
     assert "Adam on L2 loss on luma (Y)" in card
+    assert "luma (BT.601 Y) network; chroma is upscaled bicubically" in card
 
 
 def test_a_luma_loss_on_an_rgb_network_is_refused_before_training(tmp_path):

@@ -26,6 +26,7 @@ from vsr_stream.models import build_model, get
 from vsr_stream.models.inference import CardNumbers, card_sidecar_path
 from vsr_stream.models.macs import macs_per_output_pixel
 from vsr_stream.models.registry import SHIPPED_WEIGHTS_DIR
+from vsr_stream.models.ychannel import YChannel
 from vsr_stream.train.trainer import branch_dir
 
 LICENCE = (
@@ -112,8 +113,7 @@ def render_card(cfg: TrainConfig, config_path: str, branch: int, stem: str, weig
     macs = macs_per_output_pixel(net, cfg.scale)
     params = sum(p.numel() for p in net.parameters())
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    colour = ("luma (BT.601 Y) network; chroma is upscaled bicubically" if b.model.endswith("-y")
-              else "RGB network")
+    colour = _colour(net)
     n_classes = len(cfg.branches)
     last = history[-1]
     classes = _class_text(cfg, branch)
@@ -201,6 +201,13 @@ def _start(branch) -> str:
         return (f", started from `{branch.init}` with its mapping deepened by identity layers "
                 "(the same function at step 0)")
     return f", started from `{branch.init}`"
+
+
+def _colour(net) -> str:
+    if not isinstance(net, YChannel):
+        return "RGB network"
+    reads = "; it reads the LR chroma too (1x1 conv into its first features)" if net.chroma_guide else ""
+    return f"luma (BT.601 Y) network{reads}; chroma is upscaled bicubically"
 
 
 def _distilled(branch) -> str:
