@@ -42,7 +42,9 @@ class YChannel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ycc = torch.einsum("ij,njhw->nihw", self.to_ycc.to(x.dtype), x) + self.offset.to(x.dtype)
         chroma = self.chroma(ycc[:, 1:])
-        net_in = torch.cat([ycc[:, :1], ycc[:, 1:] - self.offset[:, 1:].to(x.dtype)], dim=1) if self.chroma_guide else ycc[:, :1]
+        net_in = ycc[:, :1]
+        if self.chroma_guide:
+            net_in = torch.cat([net_in, ycc[:, 1:] - self.offset[:, 1:].to(x.dtype)], dim=1)
         up = torch.cat([self.net(net_in), chroma], dim=1) - self.offset.to(x.dtype)
         return torch.einsum("ij,njhw->nihw", self.to_rgb.to(x.dtype), up)
 
