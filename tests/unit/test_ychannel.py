@@ -8,7 +8,7 @@ from torch import nn
 
 from vsr_stream.models import build_model
 from vsr_stream.models.macs import macs_per_output_pixel
-from vsr_stream.models.ychannel import YChannel
+from vsr_stream.models.ychannel import YChannel, luma
 
 
 class _BicubicY(nn.Module):
@@ -53,25 +53,19 @@ def test_y_variant_is_cheaper_than_rgb():
     assert y < 0.75 * rgb
 
 
-def _rgb_to_y(rgb: torch.Tensor) -> torch.Tensor:
-    from vsr_stream.models.ychannel import RGB_TO_YCBCR
-
-    return torch.einsum("c,nchw->nhw", RGB_TO_YCBCR[0].float(), rgb)
-
-
 def test_chroma_guided_net_loads_the_luma_net_as_the_same_function(tmp_path):
     from vsr_stream.models import load_matching_weights, save_weights
 
     torch.manual_seed(0)
-    luma = build_model("fsrcnn-ps-56-m9-y", 4, allow_random=True)
-    save_weights(luma, tmp_path / "w.safetensors")
+    luma_only = build_model("fsrcnn-ps-56-m9-y", 4, allow_random=True)
+    save_weights(luma_only, tmp_path / "w.safetensors")
     guided = build_model("fsrcnn-ps-56-m9-yc", 4, allow_random=True)
     load_matching_weights(guided, tmp_path / "w.safetensors")
     x = torch.rand(2, 3, 13, 17)
     with torch.no_grad():
-        torch.testing.assert_close(guided(x), luma(x), atol=0, rtol=0)
+        torch.testing.assert_close(guided(x), luma_only(x), atol=0, rtol=0)
     # The guide is the only addition: 2 chroma channels x 56 features per LR pixel.
-    extra = macs_per_output_pixel(guided, 4) - macs_per_output_pixel(luma, 4)
+    extra = macs_per_output_pixel(guided, 4) - macs_per_output_pixel(luma_only, 4)
     assert extra == 2 * 56 / 4**2
 
 
@@ -80,12 +74,12 @@ def test_chroma_guide_lets_the_lr_chroma_shape_the_luma():
     guided = build_model("fsrcnn-ps-56-m12-yc", 3, allow_random=True)
     x = torch.rand(1, 3, 12, 12)
     colour_shift = torch.tensor([0.1, -0.1, 0.05]).view(1, 3, 1, 1)
-    y_shift = _rgb_to_y(colour_shift).item()
+    y_shift = luma(colour_shift).item()
     recoloured = x + colour_shift - y_shift * 255 / 219  # the same Y, other chroma
-    torch.testing.assert_close(_rgb_to_y(recoloured), _rgb_to_y(x), atol=1e-6, rtol=0)
+    torch.testing.assert_close(luma(recoloured), luma(x), atol=1e-6, rtol=0)
     with torch.no_grad():
         torch.nn.init.normal_(guided.net.tail.weight, std=0.05)  # an untrained tail is almost silent
-        same = (_rgb_to_y(guided(recoloured)) - _rgb_to_y(guided(x))).abs().max()
+        same = (luma(guided(recoloured)) - luma(guided(x))).abs().max()
         torch.nn.init.normal_(guided.net.guide.weight, std=0.1)
-        moved = (_rgb_to_y(guided(recoloured)) - _rgb_to_y(guided(x))).abs().max()
+        moved = (luma(guided(recoloured)) - luma(guided(x))).abs().max()
     assert same < 1e-5 < 1e-3 < moved  # a zero guide ignores chroma; a trained one reads it

@@ -23,6 +23,11 @@ RGB_TO_YCBCR = torch.tensor([[65.481, 128.553, 24.966],
 OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64) / 255.0
 
 
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """BT.601 Y of (N, 3, H, W) RGB on [0, 1] as (N, 1, H, W), without the constant 16/255 offset."""
+    return torch.einsum("c,nchw->nhw", RGB_TO_YCBCR[0].to(rgb.dtype), rgb)[:, None]
+
+
 class YChannel(nn.Module):
     """Wraps ``net`` ((N, 1, H, W) → (N, 1, H*s, W*s), Y on [0, 1]) into an RGB model.
 

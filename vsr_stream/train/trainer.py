@@ -23,7 +23,7 @@ from vsr_stream.models import build_model, load_matching_weights, load_weights, 
 from vsr_stream.models.ensemble import with_self_ensemble
 from vsr_stream.models.fsrcnn import deepened_state
 from vsr_stream.models.registry import weights_file
-from vsr_stream.models.ychannel import RGB_TO_YCBCR, YChannel
+from vsr_stream.models.ychannel import YChannel, luma
 from vsr_stream.quality.metrics import psnr_y
 from vsr_stream.train.data import load_pictures, patch_bank, sample_batch, scored
 
@@ -117,11 +117,9 @@ def branch_loss(branch, sr: torch.Tensor, hr: torch.Tensor, taught: torch.Tensor
 
 
 def _loss_space(branch, rgb: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) RGB on [0, 1] as the loss sees it: unchanged, or its BT.601 Y (N, 1, H, W), without
-    the constant offset (the loss compares differences)."""
-    if branch.loss_on == "rgb":
-        return rgb
-    return torch.einsum("c,nchw->nhw", RGB_TO_YCBCR[0].to(rgb.dtype), rgb)[:, None]
+    """(N, 3, H, W) RGB on [0, 1] as the loss sees it: unchanged, or its BT.601 Y (the loss compares
+    differences, so Y's constant offset does not matter)."""
+    return rgb if branch.loss_on == "rgb" else luma(rgb)
 
 
 def trainable(net: torch.nn.Module) -> torch.nn.Module:
