@@ -366,10 +366,11 @@ class TrainBranchConfig(_Section):
     warmup_steps: int = Field(0, ge=0, description="Steps of linear learning-rate warmup before the cosine decay "
                               "(for a fine-tune: a fresh optimiser's first full-size updates undo some of its init).")
     init: str | None = Field(None, description="Weights to start from (fine-tuning), e.g. a one-model run's result.")
-    init_layers: Literal["all", "matching", "deepen"] = Field(
+    init_layers: Literal["all", "matching", "deepen", "prune"] = Field(
         "all", description="'all': init must fit the model exactly; 'matching': take only the tensors whose "
         "name and shape fit (e.g. another scale's body) and initialise the rest as usual; 'deepen': init is "
-        "an FSRCNN with fewer mapping layers, the extra ones start as identities (the same function).")
+        "an FSRCNN with fewer mapping layers, the extra ones start as identities (the same function); 'prune': init "
+        "is a wider FSRCNN-PS, cut to the model's feature width by channel magnitude (then deepened as 'deepen').")
     loss: Literal["l1", "l2"] = Field(
         "l1", description="Pixel loss: l1 (robust, the usual choice) or l2 (the MSE that PSNR measures, "
         "for a last fine-tuning stage).")

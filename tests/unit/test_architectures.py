@@ -208,3 +208,44 @@ def test_self_ensemble_of_random_net_differs_and_is_equivariant() -> None:
 def test_with_self_ensemble_keeps_eval_mode() -> None:
     assert not with_self_ensemble(_build("fsrcnn-ps-16", 2)).training
 
+
+
+def _with_dead_features(net: fsrcnn.FSRCNNPS, dead: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``net``'s state with random (non-trivial) weights in which the ``dead`` channels of both
+    feature layers are read by nothing (zero shrink and tail columns)."""
+    torch.manual_seed(0)
+    state = {k: torch.randn_like(v) * 0.3 for k, v in net.state_dict().items()}
+    state["body.2.weight"][:, dead] = 0
+    state["tail.weight"][:, dead] = 0
+    return state
+
+
+def test_pruned_state_drops_the_channels_nothing_reads_and_keeps_the_function() -> None:
+    """Channel pruning keeps the strongest features: where 16 of 56 channels of each feature layer
+    feed nothing, cutting to 40 (and deepening 2 -> 3 mapping layers) computes the same output,
+    chroma guide included."""
+    wide = fsrcnn.FSRCNNPS(4, 56, n_map_layers=2, image_channels=1, guide_channels=2)
+    narrow = fsrcnn.FSRCNNPS(4, 40, n_map_layers=3, image_channels=1, guide_channels=2)
+    dead = torch.tensor([0, 3, 7, 8, 15, 16, 20, 21, 30, 33, 40, 41, 47, 50, 54, 55])
+    wide.load_state_dict(_with_dead_features(wide, dead))
+    narrow.load_state_dict(fsrcnn.pruned_state(wide.state_dict(), narrow.state_dict()))
+    x = torch.rand(2, 3, 11, 13, dtype=torch.float64)  # float64: only the summation order differs
+    with torch.no_grad():
+        torch.testing.assert_close(narrow.double()(x), wide.double()(x), rtol=1e-10, atol=1e-10)
+    assert narrow.guide is not None and narrow.guide.weight.shape[0] == 40
+
+
+def test_pruned_state_without_deepening_and_its_errors() -> None:
+    from vsr_stream.errors import ConfigError
+
+    wide = fsrcnn.FSRCNNPS(3, 56, n_map_layers=4)
+    narrow = fsrcnn.FSRCNNPS(3, 36, n_map_layers=4)
+    state = fsrcnn.pruned_state(wide.state_dict(), narrow.state_dict())
+    narrow.load_state_dict(state)  # shapes fit exactly
+    assert torch.equal(state["body.4.weight"], wide.state_dict()["body.4.weight"])  # mapping untouched
+    with pytest.raises(ConfigError, match="at least the model's 56 feature channels"):  # widening is not pruning
+        fsrcnn.pruned_state(narrow.state_dict(), wide.state_dict())
+    with pytest.raises(ConfigError, match="do not fit"):  # another scale's tail
+        fsrcnn.pruned_state(wide.state_dict(), fsrcnn.FSRCNNPS(2, 36, n_map_layers=4).state_dict())
+    with pytest.raises(ConfigError, match="no FSRCNN body"):
+        fsrcnn.pruned_state(edsr.EDSR(2, 8, 3).state_dict(), narrow.state_dict())

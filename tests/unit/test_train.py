@@ -218,6 +218,35 @@ def test_deepen_starts_a_deeper_mapping_from_the_shallower_function(tmp_path):
         deepened_state(read_weights(m4_weights), build_model("fsrcnn-ps-56-m6-y", 3, allow_random=True).state_dict())
 
 
+def test_prune_starts_a_narrower_net_from_a_wider_ones_strongest_channels(tmp_path):
+    """init_layers = 'prune': a trained d = 56 net cut to d = 36 loads, trains, and says so in its card."""
+    import torch
+
+    from vsr_stream.models import read_weights
+    from vsr_stream.models.fsrcnn import pruned_state
+    from vsr_stream.train.card import ship
+
+    cfg = {**_cfg(tmp_path, 4), "name": "wide"}
+    cfg["branches"] = [{**cfg["branches"][0], "model": "fsrcnn-ps-56-y"}]
+    run_training(load_train_config(cfg), show_progress=False)
+    wide = tmp_path / "runs" / "wide" / "branch0" / "weights.safetensors"
+    cfg = {**cfg, "name": "t", "branches": [{**cfg["branches"][0], "model": "fsrcnn-ps-36-y", "steps": 0,
+                                             "init": str(wide), "init_layers": "prune"}]}
+    run_training(load_train_config(cfg), show_progress=False)
+    narrow = read_weights(tmp_path / "runs" / "t" / "branch0" / "weights.safetensors")
+    expected = pruned_state(read_weights(wide), narrow)
+    assert narrow.keys() == expected.keys() and all(torch.equal(narrow[k], expected[k]) for k in narrow)
+    cfg = {**cfg, "name": "t2", "branches": [{**cfg["branches"][0], "steps": 2}]}
+    assert run_training(load_train_config(cfg), show_progress=False)["branches"][0]["step"] == 2
+    assert "feature channels pruned to this width" in ship(load_train_config(cfg), "my.toml", 0, "x",
+                                                           dest=tmp_path / "s").read_text()
+    cfg["name"] = "widen"  # a model wider than its init: refused before training
+    cfg["branches"] = [{**cfg["branches"][0], "model": "fsrcnn-ps-56-y",
+                        "init": str(tmp_path / "runs" / "t" / "branch0" / "weights.safetensors")}]
+    with pytest.raises(ConfigError, match="cannot prune"):
+        run_training(load_train_config(cfg), show_progress=False)
+
+
 def test_context_patches_see_picture_around_the_scored_core(tmp_path):
     from vsr_stream.train.data import patch_bank, sample_batch, scored
 

@@ -160,6 +160,60 @@ def deepened_state(source: Mapping[str, torch.Tensor], target: Mapping[str, torc
     return out
 
 
+def pruned_state(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``source``'s FSRCNN weights cut down to ``target``'s narrower feature width ``d`` (and
+    deepened by identity layers, as :func:`deepened_state`, when ``target`` has more mapping layers).
+
+    Magnitude pruning of whole channels: the first features keep the ``d`` channels with the
+    largest ``|feature conv row| x |shrink column|`` (the L2 norms of the weights that make and
+    read a channel), the expanded features the ``d`` largest ``|expand row| x |tail column|``;
+    a guide conv (chroma-guided nets) loses the same rows as the feature conv. The result is
+    close to ``source``'s function, not equal to it: training recovers the rest, with the
+    multiply-adds the narrower features free spent on depth.
+
+    Raises:
+        ConfigError: ``source`` is not an FSRCNN of ``target``'s layout with at least as many features.
+    """
+    src = dict(source)
+    head = _BODY_KEY.match(next(k for k in target if _BODY_KEY.match(k)))["prefix"]
+    outer = head[: -len("body")]
+    src_map = _mapping_layers(src)
+    d_tgt = target[f"{head}.0.weight"].shape[0]
+    fsrcnn_ps = bool(src_map) and {f"{head}.0.weight", f"{head}.2.weight", f"{outer}tail.weight"} <= src.keys()
+    d_src = src[f"{head}.0.weight"].shape[0] if fsrcnn_ps else None
+    if d_src is None or d_tgt > d_src:
+        raise ConfigError(f"cannot prune: 'prune' needs an FSRCNN-PS with at least the model's {d_tgt} "
+                          f"feature channels; the weights have {d_src or 'no FSRCNN-PS body'}")
+    expand = src_map[-1] + 2
+
+    def norms(w: torch.Tensor, dim: int) -> torch.Tensor:
+        return w.transpose(0, dim).flatten(1).norm(dim=1)
+
+    keep_head = _strongest(norms(src[f"{head}.0.weight"], 0) * norms(src[f"{head}.2.weight"], 1), d_tgt)
+    keep_tail = _strongest(norms(src[f"{head}.{expand}.weight"], 0) * norms(src[f"{outer}tail.weight"], 1), d_tgt)
+    rows = {f"{head}.0.weight": keep_head, f"{head}.0.bias": keep_head, f"{head}.1.weight": keep_head,
+            f"{outer}guide.weight": keep_head, f"{outer}guide.bias": keep_head,
+            f"{head}.{expand}.weight": keep_tail, f"{head}.{expand}.bias": keep_tail,
+            f"{head}.{expand + 1}.weight": keep_tail}
+    columns = {f"{head}.2.weight": keep_head, f"{outer}tail.weight": keep_tail}
+    for key, kept in rows.items():
+        if key in src:
+            src[key] = src[key][kept].clone()
+    for key, kept in columns.items():
+        src[key] = src[key][:, kept].clone()
+    if len(_mapping_layers(target)) > len(src_map):
+        return deepened_state(src, target)
+    wrong = sorted(k for k in target if k not in src or tuple(src[k].shape) != tuple(target[k].shape))
+    if wrong or src.keys() - target.keys():
+        raise ConfigError(f"cannot prune: the weights do not fit the model's other layers ({', '.join(wrong[:4]) or 'extra keys'})")
+    return src
+
+
+def _strongest(importance: torch.Tensor, count: int) -> torch.Tensor:
+    """Indices of the ``count`` largest entries of ``importance``, in their original order."""
+    return torch.sort(torch.topk(importance, count).indices).values
+
+
 def _mapping_layers(state: Mapping[str, torch.Tensor]) -> list[int]:
     """Body indices of the mapping convs: square 3x3 convs (s -> s) after the shrink layer."""
     found = []

@@ -78,13 +78,15 @@ DESCRIPTORS = tuple(
     # Deeper mappings for the same width, each at the scales where it still fits the
     # multiply-add budget of an RGB FSRCNN-56 (see docs/quality.md): m = 6 and 8 at every
     # scale, m = 9 at x4 (1,453 of 1,506), m = 12 at x2 and x3 (at x4 it would cost 1,696),
-    # m = 14 at x2 (5,774 of 5,967).
+    # m = 14 at x2 (5,774 of 5,967). Narrower and deeper for the same budget (d = 40, made from
+    # the d = 56 nets by init_layers = "prune"): m = 12 at x4 (1,503), m = 14 at x3 (2,642 of 2,667).
     ModelDescriptor(
         name=f"fsrcnn-ps-{d}-m{m}-y", scales=scales, builder=partial(fsrcnn_ps_y, feature_channels=d, n_map_layers=m),
         learned=True, supports_half=True, receptive_radius_px=ps_receptive_radius_px(m), min_size_px=1,
         description=f"FSRCNN-PS d={d}, m={m} on BT.601 luma, bicubic chroma", family="fsrcnn",
     )
-    for d, m, scales in ((56, 6, SCALES), (56, 8, SCALES), (56, 9, (4,)), (56, 12, (2, 3)), (56, 14, (2,)))
+    for d, m, scales in ((56, 6, SCALES), (56, 8, SCALES), (56, 9, (4,)), (56, 12, (2, 3)), (56, 14, (2,)),
+                           (40, 12, (4,)), (40, 14, (3,)))
 ) + tuple(
     # The same nets reading the LR chroma too (a 1x1 conv into the first features: +7 / +12 / +28
     # multiply-adds per output pixel at x4 / x3 / x2, still inside the budget); weights of the

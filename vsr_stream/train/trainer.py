@@ -21,7 +21,7 @@ from vsr_stream.config import TrainConfig
 from vsr_stream.errors import ConfigError
 from vsr_stream.models import build_model, load_matching_weights, load_weights, read_weights, save_weights, untrained_model
 from vsr_stream.models.ensemble import with_self_ensemble
-from vsr_stream.models.fsrcnn import deepened_state
+from vsr_stream.models.fsrcnn import deepened_state, pruned_state
 from vsr_stream.models.registry import weights_file
 from vsr_stream.models.ychannel import YChannel, luma
 from vsr_stream.quality.metrics import psnr_y
@@ -91,6 +91,9 @@ def _initial_model(branch, scale: int) -> torch.nn.Module:
         return net
     if branch.init_layers == "deepen":
         net.load_state_dict(deepened_state(read_weights(path), net.state_dict()))
+        return net
+    if branch.init_layers == "prune":
+        net.load_state_dict(pruned_state(read_weights(path), net.state_dict()))
         return net
     kept = load_matching_weights(net, path)
     log.info("%s x%d: started from the fitting tensors of %s; initialised as usual: %s",
