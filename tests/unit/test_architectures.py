@@ -235,6 +235,16 @@ def test_pruned_state_drops_the_channels_nothing_reads_and_keeps_the_function() 
     assert narrow.guide is not None and narrow.guide.weight.shape[0] == 40
 
 
+def test_pruned_state_keeps_the_channels_that_are_large_on_pictures() -> None:
+    """With measured activity the choice follows each channel's size on pictures, not its weights."""
+    wide = fsrcnn.FSRCNNPS(2, 8, n_map_layers=1)
+    narrow = fsrcnn.FSRCNNPS(2, 4, n_map_layers=1)
+    quiet = torch.tensor([1.0, 0, 1, 0, 1, 0, 1, 0])  # channels 1, 3, 5, 7 never fire
+    state = fsrcnn.pruned_state(wide.state_dict(), narrow.state_dict(), {"features": quiet, "expanded": 1 - quiet})
+    torch.testing.assert_close(state["body.0.weight"], wide.state_dict()["body.0.weight"][0::2])
+    torch.testing.assert_close(state["tail.weight"], wide.state_dict()["tail.weight"][:, 1::2])
+
+
 def test_pruned_state_without_deepening_and_its_errors() -> None:
     from vsr_stream.errors import ConfigError
 
@@ -247,5 +257,5 @@ def test_pruned_state_without_deepening_and_its_errors() -> None:
         fsrcnn.pruned_state(narrow.state_dict(), wide.state_dict())
     with pytest.raises(ConfigError, match="do not fit"):  # another scale's tail
         fsrcnn.pruned_state(wide.state_dict(), fsrcnn.FSRCNNPS(2, 36, n_map_layers=4).state_dict())
-    with pytest.raises(ConfigError, match="no FSRCNN body"):
+    with pytest.raises(ConfigError, match="no FSRCNN-PS body"):
         fsrcnn.pruned_state(edsr.EDSR(2, 8, 3).state_dict(), narrow.state_dict())

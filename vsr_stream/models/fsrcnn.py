@@ -134,7 +134,7 @@ def deepened_state(source: Mapping[str, torch.Tensor], target: Mapping[str, torc
     Raises:
         ConfigError: ``source`` is not an FSRCNN body of ``target``'s widths with fewer mapping layers.
     """
-    src_map, tgt_map = _mapping_layers(source), _mapping_layers(target)
+    src_map, tgt_map = mapping_layers(source), mapping_layers(target)
     if not src_map or len(tgt_map) <= len(src_map):
         raise ConfigError(f"cannot deepen: the weights have {len(src_map)} mapping layer(s), the model "
                           f"{len(tgt_map)}; 'deepen' needs a shallower FSRCNN of the same widths")
@@ -160,16 +160,19 @@ def deepened_state(source: Mapping[str, torch.Tensor], target: Mapping[str, torc
     return out
 
 
-def pruned_state(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def pruned_state(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor],
+                 activity: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """``source``'s FSRCNN weights cut down to ``target``'s narrower feature width ``d`` (and
     deepened by identity layers, as :func:`deepened_state`, when ``target`` has more mapping layers).
 
-    Magnitude pruning of whole channels: the first features keep the ``d`` channels with the
-    largest ``|feature conv row| x |shrink column|`` (the L2 norms of the weights that make and
-    read a channel), the expanded features the ``d`` largest ``|expand row| x |tail column|``;
-    a guide conv (chroma-guided nets) loses the same rows as the feature conv. The result is
-    close to ``source``'s function, not equal to it: training recovers the rest, with the
-    multiply-adds the narrower features free spent on depth.
+    Pruning of whole channels: each feature layer keeps the ``d`` channels that carry the most
+    into the next layer, ``size x |reading weights|`` (the L2 norm of the shrink or tail
+    weights that read the channel). The size is the channel's RMS on real pictures where
+    ``activity`` gives it (``{"features": (D,), "expanded": (D,)}``, as
+    :func:`vsr_stream.train.prune.prune_into` measures), else the L2 norm of the weights that
+    make it. A guide conv (chroma-guided nets) loses the same rows as the feature conv. The
+    result is close to ``source``'s function, not equal to it (:func:`vsr_stream.train.prune.prune_into`
+    refits the layers that read the pruned channels); training recovers the rest.
 
     Raises:
         ConfigError: ``source`` is not an FSRCNN of ``target``'s layout with at least as many features.
@@ -177,7 +180,7 @@ def pruned_state(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.
     src = dict(source)
     head = _BODY_KEY.match(next(k for k in target if _BODY_KEY.match(k)))["prefix"]
     outer = head[: -len("body")]
-    src_map = _mapping_layers(src)
+    src_map = mapping_layers(src)
     d_tgt = target[f"{head}.0.weight"].shape[0]
     fsrcnn_ps = bool(src_map) and {f"{head}.0.weight", f"{head}.2.weight", f"{outer}tail.weight"} <= src.keys()
     d_src = src[f"{head}.0.weight"].shape[0] if fsrcnn_ps else None
@@ -189,8 +192,10 @@ def pruned_state(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.
     def norms(w: torch.Tensor, dim: int) -> torch.Tensor:
         return w.transpose(0, dim).flatten(1).norm(dim=1)
 
-    keep_head = _strongest(norms(src[f"{head}.0.weight"], 0) * norms(src[f"{head}.2.weight"], 1), d_tgt)
-    keep_tail = _strongest(norms(src[f"{head}.{expand}.weight"], 0) * norms(src[f"{outer}tail.weight"], 1), d_tgt)
+    size = dict(activity) if activity is not None else {
+        "features": norms(src[f"{head}.0.weight"], 0), "expanded": norms(src[f"{head}.{expand}.weight"], 0)}
+    keep_head = _strongest(size["features"] * norms(src[f"{head}.2.weight"], 1), d_tgt)
+    keep_tail = _strongest(size["expanded"] * norms(src[f"{outer}tail.weight"], 1), d_tgt)
     rows = {f"{head}.0.weight": keep_head, f"{head}.0.bias": keep_head, f"{head}.1.weight": keep_head,
             f"{outer}guide.weight": keep_head, f"{outer}guide.bias": keep_head,
             f"{head}.{expand}.weight": keep_tail, f"{head}.{expand}.bias": keep_tail,
@@ -201,7 +206,7 @@ def pruned_state(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.
             src[key] = src[key][kept].clone()
     for key, kept in columns.items():
         src[key] = src[key][:, kept].clone()
-    if len(_mapping_layers(target)) > len(src_map):
+    if len(mapping_layers(target)) > len(src_map):
         return deepened_state(src, target)
     wrong = sorted(k for k in target if k not in src or tuple(src[k].shape) != tuple(target[k].shape))
     if wrong or src.keys() - target.keys():
@@ -214,7 +219,7 @@ def _strongest(importance: torch.Tensor, count: int) -> torch.Tensor:
     return torch.sort(torch.topk(importance, count).indices).values
 
 
-def _mapping_layers(state: Mapping[str, torch.Tensor]) -> list[int]:
+def mapping_layers(state: Mapping[str, torch.Tensor]) -> list[int]:
     """Body indices of the mapping convs: square 3x3 convs (s -> s) after the shrink layer."""
     found = []
     for key, value in state.items():

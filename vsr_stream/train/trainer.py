@@ -26,10 +26,12 @@ from vsr_stream.models.registry import weights_file
 from vsr_stream.models.ychannel import YChannel, luma
 from vsr_stream.quality.metrics import psnr_y
 from vsr_stream.train.data import load_pictures, patch_bank, sample_batch, scored
+from vsr_stream.train.prune import prune_into, twin_of
 
 log = logging.getLogger(__name__)
 
 _LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss}
+CALIBRATION_PATCHES = 128  # LR patches that init_layers = 'prune' measures channels and refits layers on
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,12 @@ def train_branch(job: BranchJob) -> dict[str, Any]:
         torch.set_num_threads(job.threads)
     out = branch_dir(cfg, job.cls)
     out.mkdir(parents=True, exist_ok=True)
-    if branch.steps == 0:  # kept as its init: no pictures, no patches, no validation needed
-        save_weights(_initial_model(branch, cfg.scale), out / "weights.safetensors")
+    if branch.steps == 0:  # kept as its init: no pictures, no patches, no validation needed (but to prune)
+        net = _initial_model(branch, cfg.scale)
+        if branch.init_layers == "prune":
+            bank = patch_bank(cfg, np.random.default_rng(cfg.seed))
+            _calibrated_prune(branch, cfg, net, bank, bank.members(job.cls, job.thresholds))
+        save_weights(net, out / "weights.safetensors")
         return {"cls": job.cls, "model": branch.model, "step": 0, "elapsed_s": 0.0, "val_psnr_db": None}
     teacher = _teacher(branch, cfg.scale)  # before the patches: a bad teacher or init fails at once
     net = trainable(_initial_model(branch, cfg.scale))
@@ -66,6 +72,8 @@ def train_branch(job: BranchJob) -> dict[str, Any]:
     rng = np.random.default_rng(cfg.seed)
     bank = patch_bank(cfg, rng)
     members = bank.members(job.cls, job.thresholds)
+    if branch.init_layers == "prune":  # on a resume the checkpoint's weights replace these
+        _calibrated_prune(branch, cfg, net, bank, members)
     val = validation_pairs(cfg)
     opt = torch.optim.Adam(net.parameters(), lr=branch.lr)
     state = resume(out / "ckpt.pt", net, opt, rng)
@@ -92,13 +100,21 @@ def _initial_model(branch, scale: int) -> torch.nn.Module:
     if branch.init_layers == "deepen":
         net.load_state_dict(deepened_state(read_weights(path), net.state_dict()))
         return net
-    if branch.init_layers == "prune":
+    if branch.init_layers == "prune":  # by weight magnitude; _calibrated_prune redoes it on the run's patches
         net.load_state_dict(pruned_state(read_weights(path), net.state_dict()))
         return net
     kept = load_matching_weights(net, path)
     log.info("%s x%d: started from the fitting tensors of %s; initialised as usual: %s",
              branch.model, scale, branch.init, ", ".join(kept) or "none")
     return net
+
+
+def _calibrated_prune(branch, cfg: TrainConfig, net: torch.nn.Module, bank, members: np.ndarray) -> None:
+    """init_layers = 'prune': ``net`` pruned from its ``init`` by the channels' size on
+    :data:`CALIBRATION_PATCHES` of the branch's own patches, the layers reading them refit there."""
+    wide = twin_of(net, read_weights(weights_file(branch.model, cfg.scale, branch.init)), cfg.scale)
+    lr, _ = sample_batch(bank, members, CALIBRATION_PATCHES, cfg.scale, np.random.default_rng(cfg.seed))
+    prune_into(wide, net, torch.from_numpy(lr), seed=cfg.seed)
 
 
 def _teacher(branch, scale: int) -> torch.nn.Module | None:
