@@ -370,7 +370,8 @@ class TrainBranchConfig(_Section):
         "all", description="'all': init must fit the model exactly; 'matching': take only the tensors whose "
         "name and shape fit (e.g. another scale's body) and initialise the rest as usual; 'deepen': init is "
         "an FSRCNN with fewer mapping layers, the extra ones start as identities (the same function); 'prune': init "
-        "is a wider FSRCNN-PS, cut to the model's feature width by channel magnitude (then deepened as 'deepen').")
+        "is a wider FSRCNN-PS, cut to the model's feature width (the channels largest on the run's patches kept, "
+        "the layers reading them refit there by least squares), then deepened as 'deepen' if the model is deeper.")
     loss: Literal["l1", "l2"] = Field(
         "l1", description="Pixel loss: l1 (robust, the usual choice) or l2 (the MSE that PSNR measures, "
         "for a last fine-tuning stage).")

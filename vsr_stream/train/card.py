@@ -201,8 +201,9 @@ def _start(branch) -> str:
         return (f", started from `{branch.init}` with its mapping deepened by identity layers "
                 "(the same function at step 0)")
     if branch.init_layers == "prune":
-        return (f", started from `{branch.init}` with its feature channels pruned to this width by weight "
-                "magnitude (and its mapping deepened by identity layers where this net is deeper)")
+        return (f", started from `{branch.init}` with its feature channels pruned to this width (the channels "
+                "largest on the run's patches kept, the layers reading them refit there by least squares) and "
+                "its mapping deepened by identity layers where this net is deeper")
     return f", started from `{branch.init}`"
 
 

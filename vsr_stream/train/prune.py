@@ -77,12 +77,12 @@ def _record(net: nn.Module, lr: torch.Tensor, **layers: nn.Module) -> dict[str, 
     seen: dict[str, torch.Tensor] = {}
     hooks = [layer.register_forward_hook(lambda _m, _i, out, name=name: seen.__setitem__(name, out))
              for name, layer in layers.items()]
+    was_training = net.training
     try:
-        was_training = net.training
         net.eval()
         net(lr)
-        net.train(was_training)
     finally:
+        net.train(was_training)
         for hook in hooks:
             hook.remove()
     return seen
