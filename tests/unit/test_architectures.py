@@ -253,9 +253,20 @@ def test_pruned_state_without_deepening_and_its_errors() -> None:
     state = fsrcnn.pruned_state(wide.state_dict(), narrow.state_dict())
     narrow.load_state_dict(state)  # shapes fit exactly
     assert torch.equal(state["body.4.weight"], wide.state_dict()["body.4.weight"])  # mapping untouched
-    with pytest.raises(ConfigError, match="at least the model's 56 feature channels"):  # widening is not pruning
-        fsrcnn.pruned_state(narrow.state_dict(), wide.state_dict())
+    with pytest.raises(ConfigError, match="the model has 56 feature channels, more than the weights' 36"):
+        fsrcnn.pruned_state(narrow.state_dict(), wide.state_dict())  # widening is not pruning
     with pytest.raises(ConfigError, match="do not fit"):  # another scale's tail
         fsrcnn.pruned_state(wide.state_dict(), fsrcnn.FSRCNNPS(2, 36, n_map_layers=4).state_dict())
-    with pytest.raises(ConfigError, match="no FSRCNN-PS body"):
-        fsrcnn.pruned_state(edsr.EDSR(2, 8, 3).state_dict(), narrow.state_dict())
+    edsr_state = edsr.EDSR(2, 8, 3).state_dict()  # 3x3 convs in "body.N.body.M" look like a mapping
+    with pytest.raises(ConfigError, match="the weights are not an FSRCNN-PS"):
+        fsrcnn.pruned_state(edsr_state, narrow.state_dict())
+    with pytest.raises(ConfigError, match="the model is not an FSRCNN-PS"):
+        fsrcnn.pruned_state(wide.state_dict(), edsr_state)
+    with pytest.raises(ConfigError, match="the model is not an FSRCNN-PS"):  # a deconv FSRCNN has no tail conv
+        fsrcnn.pruned_state(wide.state_dict(), fsrcnn.FSRCNN(3, 36).state_dict())
+    with pytest.raises(ConfigError, match="wrap their FSRCNN-PS differently"):
+        fsrcnn.pruned_state(models.untrained_model("fsrcnn-ps-56-y", 3).state_dict(), narrow.state_dict())
+    with pytest.raises(ConfigError, match="the model is not an FSRCNN$"):  # deepen: no KeyError on other nets
+        fsrcnn.deepened_state(wide.state_dict(), edsr_state)
+    with pytest.raises(ConfigError, match="the weights are not an FSRCNN$"):
+        fsrcnn.deepened_state(edsr_state, wide.state_dict())

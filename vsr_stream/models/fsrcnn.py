@@ -134,8 +134,10 @@ def deepened_state(source: Mapping[str, torch.Tensor], target: Mapping[str, torc
     Raises:
         ConfigError: ``source`` is not an FSRCNN body of ``target``'s widths with fewer mapping layers.
     """
+    prefix = fsrcnn_body(target, "the model", "deepen")
+    fsrcnn_body(source, "the weights", "deepen")
     src_map, tgt_map = mapping_layers(source), mapping_layers(target)
-    if not src_map or len(tgt_map) <= len(src_map):
+    if len(tgt_map) <= len(src_map):
         raise ConfigError(f"cannot deepen: the weights have {len(src_map)} mapping layer(s), the model "
                           f"{len(tgt_map)}; 'deepen' needs a shallower FSRCNN of the same widths")
     shift = 2 * (len(tgt_map) - len(src_map))
@@ -146,7 +148,6 @@ def deepened_state(source: Mapping[str, torch.Tensor], target: Mapping[str, torc
         if m and int(m["index"]) >= after_src:
             key = f"{m['prefix']}.{int(m['index']) + shift}.{m['param']}"
         out[key] = value
-    prefix = _BODY_KEY.match(next(k for k in target if _BODY_KEY.match(k)))["prefix"]
     for index in range(first_new, first_new + shift, 2):
         weight = torch.zeros_like(target[f"{prefix}.{index}.weight"])
         channels = weight.shape[0]
@@ -178,15 +179,14 @@ def pruned_state(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.
         ConfigError: ``source`` is not an FSRCNN of ``target``'s layout with at least as many features.
     """
     src = dict(source)
-    head = _BODY_KEY.match(next(k for k in target if _BODY_KEY.match(k)))["prefix"]
+    head = fsrcnn_body(target, "the model", "prune", tail=True)
+    if fsrcnn_body(src, "the weights", "prune", tail=True) != head:
+        raise ConfigError("cannot prune: the weights and the model wrap their FSRCNN-PS differently (luma / RGB)")
     outer = head[: -len("body")]
     src_map = mapping_layers(src)
-    d_tgt = target[f"{head}.0.weight"].shape[0]
-    fsrcnn_ps = bool(src_map) and {f"{head}.0.weight", f"{head}.2.weight", f"{outer}tail.weight"} <= src.keys()
-    d_src = src[f"{head}.0.weight"].shape[0] if fsrcnn_ps else None
-    if d_src is None or d_tgt > d_src:
-        raise ConfigError(f"cannot prune: 'prune' needs an FSRCNN-PS with at least the model's {d_tgt} "
-                          f"feature channels; the weights have {d_src or 'no FSRCNN-PS body'}")
+    d_src, d_tgt = src[f"{head}.0.weight"].shape[0], target[f"{head}.0.weight"].shape[0]
+    if d_tgt > d_src:
+        raise ConfigError(f"cannot prune: the model has {d_tgt} feature channels, more than the weights' {d_src}")
     expand = src_map[-1] + 2
 
     def norms(w: torch.Tensor, dim: int) -> torch.Tensor:
@@ -217,6 +217,23 @@ def pruned_state(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.
 def _strongest(importance: torch.Tensor, count: int) -> torch.Tensor:
     """Indices of the ``count`` largest entries of ``importance``, in their original order."""
     return torch.sort(torch.topk(importance, count).indices).values
+
+
+def fsrcnn_body(state: Mapping[str, torch.Tensor], what: str, action: str, tail: bool = False) -> str:
+    """The key prefix of ``state``'s FSRCNN body (``"body"``, ``"net.body"``): the one whose
+    layer 0 is a 5x5 conv and layer 2 a 1x1 conv; with ``tail``, an FSRCNN-PS's (a ``tail`` conv beside it).
+
+    Raises:
+        ConfigError: ``state`` (``what``, e.g. "the weights") has no such body, so it cannot ``action``.
+    """
+    for prefix in sorted({m["prefix"] for m in map(_BODY_KEY.match, state) if m}):
+        first, shrink = state.get(f"{prefix}.0.weight"), state.get(f"{prefix}.2.weight")
+        if (first is not None and shrink is not None and first.ndim == shrink.ndim == 4
+                and tuple(first.shape[2:]) == (5, 5) and tuple(shrink.shape[2:]) == (1, 1)
+                and mapping_layers(state) and (not tail or f"{prefix[:-len('body')]}tail.weight" in state)):
+            return prefix
+    kind = "an FSRCNN-PS" if tail else "an FSRCNN"
+    raise ConfigError(f"cannot {action}: {what} {'are' if what.endswith('s') else 'is'} not {kind}")
 
 
 def mapping_layers(state: Mapping[str, torch.Tensor]) -> list[int]:
