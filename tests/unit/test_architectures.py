@@ -9,7 +9,7 @@ from torch import nn
 
 from vsr_stream import models
 from vsr_stream.errors import ModelInputError
-from vsr_stream.models import edsr, fsrcnn, mdsr, registry, ychannel
+from vsr_stream.models import edsr, fsrcnn, mdsr, ychannel
 from vsr_stream.models.ensemble import SelfEnsemble, with_self_ensemble
 from vsr_stream.models.registry import save_weights
 
@@ -209,64 +209,3 @@ def test_with_self_ensemble_keeps_eval_mode() -> None:
     assert not with_self_ensemble(_build("fsrcnn-ps-16", 2)).training
 
 
-
-def _with_dead_features(net: fsrcnn.FSRCNNPS, dead: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``net``'s state with random (non-trivial) weights in which the ``dead`` channels of both
-    feature layers are read by nothing (zero shrink and tail columns)."""
-    torch.manual_seed(0)
-    state = {k: torch.randn_like(v) * 0.3 for k, v in net.state_dict().items()}
-    state["body.2.weight"][:, dead] = 0
-    state["tail.weight"][:, dead] = 0
-    return state
-
-
-def test_pruned_state_drops_the_channels_nothing_reads_and_keeps_the_function() -> None:
-    """Channel pruning keeps the strongest features: where 16 of 56 channels of each feature layer
-    feed nothing, cutting to 40 (and deepening 2 -> 3 mapping layers) computes the same output,
-    chroma guide included."""
-    wide = fsrcnn.FSRCNNPS(4, 56, n_map_layers=2, image_channels=1, guide_channels=2)
-    narrow = fsrcnn.FSRCNNPS(4, 40, n_map_layers=3, image_channels=1, guide_channels=2)
-    dead = torch.tensor([0, 3, 7, 8, 15, 16, 20, 21, 30, 33, 40, 41, 47, 50, 54, 55])
-    wide.load_state_dict(_with_dead_features(wide, dead))
-    narrow.load_state_dict(fsrcnn.pruned_state(wide.state_dict(), narrow.state_dict()))
-    x = torch.rand(2, 3, 11, 13, dtype=torch.float64)  # float64: only the summation order differs
-    with torch.no_grad():
-        torch.testing.assert_close(narrow.double()(x), wide.double()(x), rtol=1e-10, atol=1e-10)
-    assert narrow.guide is not None and narrow.guide.weight.shape[0] == 40
-
-
-def test_pruned_state_keeps_the_channels_that_are_large_on_pictures() -> None:
-    """With measured activity the choice follows each channel's size on pictures, not its weights."""
-    wide = fsrcnn.FSRCNNPS(2, 8, n_map_layers=1)
-    narrow = fsrcnn.FSRCNNPS(2, 4, n_map_layers=1)
-    quiet = torch.tensor([1.0, 0, 1, 0, 1, 0, 1, 0])  # channels 1, 3, 5, 7 never fire
-    state = fsrcnn.pruned_state(wide.state_dict(), narrow.state_dict(), {"features": quiet, "expanded": 1 - quiet})
-    torch.testing.assert_close(state["body.0.weight"], wide.state_dict()["body.0.weight"][0::2])
-    torch.testing.assert_close(state["tail.weight"], wide.state_dict()["tail.weight"][:, 1::2])
-
-
-def test_pruned_state_without_deepening_and_its_errors() -> None:
-    from vsr_stream.errors import ConfigError
-
-    wide = fsrcnn.FSRCNNPS(3, 56, n_map_layers=4)
-    narrow = fsrcnn.FSRCNNPS(3, 36, n_map_layers=4)
-    state = fsrcnn.pruned_state(wide.state_dict(), narrow.state_dict())
-    narrow.load_state_dict(state)  # shapes fit exactly
-    assert torch.equal(state["body.4.weight"], wide.state_dict()["body.4.weight"])  # mapping untouched
-    with pytest.raises(ConfigError, match="the model has 56 feature channels, more than the weights' 36"):
-        fsrcnn.pruned_state(narrow.state_dict(), wide.state_dict())  # widening is not pruning
-    with pytest.raises(ConfigError, match="do not fit"):  # another scale's tail
-        fsrcnn.pruned_state(wide.state_dict(), fsrcnn.FSRCNNPS(2, 36, n_map_layers=4).state_dict())
-    edsr_state = edsr.EDSR(2, 8, 3).state_dict()  # 3x3 convs in "body.N.body.M" look like a mapping
-    with pytest.raises(ConfigError, match="the weights are not an FSRCNN-PS"):
-        fsrcnn.pruned_state(edsr_state, narrow.state_dict())
-    with pytest.raises(ConfigError, match="the model is not an FSRCNN-PS"):
-        fsrcnn.pruned_state(wide.state_dict(), edsr_state)
-    with pytest.raises(ConfigError, match="the model is not an FSRCNN-PS"):  # a deconv FSRCNN has no tail conv
-        fsrcnn.pruned_state(wide.state_dict(), fsrcnn.FSRCNN(3, 36).state_dict())
-    with pytest.raises(ConfigError, match="wrap their FSRCNN-PS differently"):
-        fsrcnn.pruned_state(models.untrained_model("fsrcnn-ps-56-y", 3).state_dict(), narrow.state_dict())
-    with pytest.raises(ConfigError, match="the model is not an FSRCNN$"):  # deepen: no KeyError on other nets
-        fsrcnn.deepened_state(wide.state_dict(), edsr_state)
-    with pytest.raises(ConfigError, match="the weights are not an FSRCNN$"):
-        fsrcnn.deepened_state(edsr_state, wide.state_dict())

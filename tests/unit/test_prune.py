@@ -1,5 +1,6 @@
-"""Calibrated channel pruning (vsr_stream.train.prune): channel choice by size on pictures, and
-the least-squares refit of the layers that read the pruned features."""
+"""Channel pruning: the weight surgery (vsr_stream.models.fsrcnn.pruned_state) and its calibration
+(vsr_stream.train.prune): channel choice by size on pictures, and the least-squares refit of the
+layers that read the pruned features."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import torch
 
 from vsr_stream.errors import ConfigError
 from vsr_stream.models import untrained_model
-from vsr_stream.models.fsrcnn import FSRCNNPS, pruned_state
+from vsr_stream.models.edsr import EDSR
+from vsr_stream.models.fsrcnn import FSRCNN, FSRCNNPS, deepened_state, pruned_state
 from vsr_stream.models.ychannel import YChannel
 from vsr_stream.train.prune import prune_into, twin_of
 
@@ -26,6 +28,18 @@ def _wide_with_dead_features(dead: torch.Tensor) -> FSRCNNPS:
             conv.weight[dead] = 0
             conv.bias[dead] = 0
     return net.eval()
+
+
+def test_pruned_state_drops_the_channels_that_never_fire_and_keeps_the_function():
+    """By weight size alone, dead channels are the ones cut: the narrower (and deeper, by an
+    identity layer) net computes the same output, chroma guide included."""
+    wide = _wide_with_dead_features(torch.tensor([1, 4, 5, 9, 13, 14, 17, 22]))
+    narrow = FSRCNNPS(3, 16, n_map_layers=3, image_channels=1, guide_channels=2)
+    narrow.load_state_dict(pruned_state(wide.state_dict(), narrow.state_dict()))
+    x = torch.rand(2, 3, 11, 13, dtype=torch.float64)  # float64: only the summation order differs
+    with torch.no_grad():
+        torch.testing.assert_close(narrow.double()(x), wide.double()(x), rtol=1e-10, atol=1e-10)
+    assert narrow.guide is not None and narrow.guide.weight.shape[0] == 16
 
 
 def test_prune_into_finds_the_live_channels_and_keeps_the_function():
@@ -70,3 +84,38 @@ def test_twin_of_builds_the_wide_net_of_the_narrow_ones_kind():
         twin_of(narrow, untrained_model("fsrcnn-ps-56", 4).state_dict(), 4)
     with pytest.raises(ConfigError, match="is not an FSRCNN-PS"):
         twin_of(untrained_model("edsr-b6c32", 4), wide.state_dict(), 4)
+
+
+def test_pruned_state_keeps_the_channels_that_are_large_on_pictures() -> None:
+    """With measured activity the choice follows each channel's size on pictures, not its weights."""
+    wide = FSRCNNPS(2, 8, n_map_layers=1)
+    narrow = FSRCNNPS(2, 4, n_map_layers=1)
+    quiet = torch.tensor([1.0, 0, 1, 0, 1, 0, 1, 0])  # channels 1, 3, 5, 7 never fire
+    state = pruned_state(wide.state_dict(), narrow.state_dict(), {"features": quiet, "expanded": 1 - quiet})
+    torch.testing.assert_close(state["body.0.weight"], wide.state_dict()["body.0.weight"][0::2])
+    torch.testing.assert_close(state["tail.weight"], wide.state_dict()["tail.weight"][:, 1::2])
+
+
+def test_pruned_state_without_deepening_and_its_errors() -> None:
+    wide = FSRCNNPS(3, 56, n_map_layers=4)
+    narrow = FSRCNNPS(3, 36, n_map_layers=4)
+    state = pruned_state(wide.state_dict(), narrow.state_dict())
+    narrow.load_state_dict(state)  # shapes fit exactly
+    assert torch.equal(state["body.4.weight"], wide.state_dict()["body.4.weight"])  # mapping untouched
+    with pytest.raises(ConfigError, match="the model has 56 feature channels, more than the weights' 36"):
+        pruned_state(narrow.state_dict(), wide.state_dict())  # widening is not pruning
+    with pytest.raises(ConfigError, match="do not fit"):  # another scale's tail
+        pruned_state(wide.state_dict(), FSRCNNPS(2, 36, n_map_layers=4).state_dict())
+    edsr_state = EDSR(2, 8, 3).state_dict()  # 3x3 convs in "body.N.body.M" look like a mapping
+    with pytest.raises(ConfigError, match="the weights are not an FSRCNN-PS"):
+        pruned_state(edsr_state, narrow.state_dict())
+    with pytest.raises(ConfigError, match="the model is not an FSRCNN-PS"):
+        pruned_state(wide.state_dict(), edsr_state)
+    with pytest.raises(ConfigError, match="the model is not an FSRCNN-PS"):  # a deconv FSRCNN has no tail conv
+        pruned_state(wide.state_dict(), FSRCNN(3, 36).state_dict())
+    with pytest.raises(ConfigError, match="wrap their FSRCNN-PS differently"):
+        pruned_state(untrained_model("fsrcnn-ps-56-y", 3).state_dict(), narrow.state_dict())
+    with pytest.raises(ConfigError, match="the model is not an FSRCNN$"):  # deepen: no KeyError on other nets
+        deepened_state(wide.state_dict(), edsr_state)
+    with pytest.raises(ConfigError, match="the weights are not an FSRCNN$"):
+        deepened_state(edsr_state, wide.state_dict())
