@@ -331,6 +331,28 @@ def train(config: str, steps: int | None, sequential: bool, quiet: bool, verbose
     click.echo(json.dumps(summary, indent=2))
 
 
+@main.command("train-classifier")
+@click.argument("config", metavar="CONFIG")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-v", "--verbose", count=True, help="More log output.")
+def train_classifier(config: str, quiet: bool, verbose: int) -> None:
+    """Train ClassSR's tile classifier on trained branches, as CONFIG describes (a TOML file).
+
+    Stage 2 trains the classifier with the branches frozen, stage 3 all of them together, on
+    ClassSR's L1 + Class-Loss + Average-Loss. The run writes a preset.toml that routes tiles by
+    the classifier (classify.classifier). Running the same command again resumes where it stopped.
+    """
+    from vsr_stream.config import load_classifier_train_config
+    from vsr_stream.train.classsr import train_classifier as run
+
+    _setup_logging(verbose, quiet)
+    try:
+        summary = run(load_classifier_train_config(config), show_progress=not quiet)
+    except (VsrError, OSError, KeyboardInterrupt) as e:
+        _fail(e)
+    click.echo(json.dumps(summary, indent=2))
+
+
 @main.command()
 @click.argument("config", metavar="CONFIG")
 @click.option("--branch", type=int, default=0, show_default=True, help="Which branch (class) of the run.")

@@ -15,7 +15,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -87,12 +87,19 @@ class ClassifyConfig(_Section):
         description="Ascending TVAT boundaries between classes; a tile with TVAT >= t_k is in class k+1 "
         "or above. Length must be one less than the number of branches.",
     )
+    classifier: str | None = Field(
+        None, description="Route by a learned ClassSR tile classifier instead of TVAT: its weights file "
+        "(`vsr-stream train-classifier`), or '@name' for a shipped one. Its class count must equal the "
+        "number of branches; tvat_thresholds must then be empty.",
+    )
 
     @model_validator(mode="after")
     def _ascending(self) -> "ClassifyConfig":
         t = self.tvat_thresholds
         if any(b < a for a, b in zip(t, t[1:])):
             raise ValueError(f"tvat_thresholds must be ascending, got {t}")
+        if self.classifier is not None and t:
+            raise ValueError("classify.classifier routes the tiles; tvat_thresholds must be empty with it")
         return self
 
 
@@ -226,7 +233,7 @@ class PipelineConfig(_Section):
     def _classes_match_branches(self) -> "PipelineConfig":
         n = len(self.upscale.branches)
         t = len(self.classify.tvat_thresholds)
-        if t != n - 1:
+        if self.classify.classifier is None and t != n - 1:
             raise ValueError(
                 f"classify.tvat_thresholds has {t} value(s) but upscale.branches has {n}; expected {n - 1}"
             )
@@ -442,8 +449,64 @@ class TrainConfig(_Section):
 
 def load_train_config(source: str | os.PathLike[str] | dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
     """A validated :class:`TrainConfig` from a TOML path, preset name or dict; ConfigError names the field."""
+    return _load_file_config(TrainConfig, source, overrides, "train config")
+
+
+_Loaded = TypeVar("_Loaded", bound=BaseModel)
+
+
+def _load_file_config(model: type[_Loaded], source: str | os.PathLike[str] | dict[str, Any],
+                      overrides: dict[str, Any] | None, what: str) -> _Loaded:
     data = source if isinstance(source, dict) else read_config_file(source)
     try:
-        return TrainConfig.model_validate(deep_merge(data, overrides or {}))
+        return model.model_validate(deep_merge(data, overrides or {}))
     except ValidationError as e:
-        raise ConfigError(_format_validation(e, "train config")) from e
+        raise ConfigError(_format_validation(e, what)) from e
+
+
+class ClassifierBranchConfig(_Section):
+    model: str = Field(..., description="Registered model name of this class's SR branch.")
+    weights: str | None = Field(None, description="Its trained weights (stage 1): a file, or '@name' for a shipped "
+                                "one; None: the model's shipped weights (or none, for bicubic).")
+
+
+class ClassifierTrainConfig(_Section):
+    """`vsr-stream train-classifier`: ClassSR's class module on trained branches (stage 2: branches
+    frozen), then the class module and branches together (stage 3); Class-Loss and Average-Loss."""
+
+    name: str = Field(..., description="Run name; outputs go to out_dir/name.")
+    scale: Literal[2, 3, 4] = Field(4, description="Upscaling factor.")
+    data: list[str] = Field(..., min_length=1, description="HR image folders, image files or videos to train on.")
+    video_frame_step: int = Field(10, ge=1, description="Use every n-th frame of training videos.")
+    val_root: str | None = Field(None, description="sr-val root (Set5/Set14 layout) to score the routed pipeline "
+                                 "on as training goes; None: no validation.")
+    val_set: str = Field("Set5", description="Validation set name under val_root.")
+    out_dir: str = Field("runs", description="Folder for checkpoints, logs and exported weights.")
+    branches: list[ClassifierBranchConfig] = Field(
+        ..., min_length=2, description="The SR branches, one per class, cheapest first (stage 1's result).")
+    width: int = Field(128, ge=1, description="Hidden width of the class module (ClassSR: 128).")
+    lr_patch_px: int = Field(32, ge=4, description="LR training patch side (ClassSR: 32; the tile the class module reads).")
+    batch: int = Field(16, ge=2, description="Patches per step (the Average-Loss balances classes within a batch).")
+    classify_steps: int = Field(4000, ge=0, description="Stage 2: steps training the class module, branches frozen.")
+    joint_steps: int = Field(1000, ge=0, description="Stage 3: steps training the class module and branches together.")
+    lr: float = Field(1e-3, gt=0, description="Stage 2 Adam learning rate (cosine decay to lr_final_ratio × lr).")
+    joint_lr: float = Field(1e-5, gt=0, description="Stage 3 Adam learning rate, every network.")
+    lr_final_ratio: float = Field(0.02, gt=0, le=1, description="Final learning rate of a stage as a fraction of its first.")
+    l1_weight: float = Field(2000.0, ge=0, description="Weight of the L1 loss of the probability-weighted output (ClassSR: 2000).")
+    class_weight: float = Field(1.0, ge=0, description="Weight of the Class-Loss, which pushes each tile to one class (ClassSR: 1).")
+    average_weight: float = Field(6.0, ge=0, description="Weight of the Average-Loss, which balances the classes (ClassSR: 6).")
+    val_tiling: TilingConfig = Field(
+        default_factory=lambda: TilingConfig(tile_px=32, overlap_px=4, context_px=7),
+        description="Tiling of the validation pipeline (tile_px should match lr_patch_px).")
+    val_merge_px: int = Field(512, ge=0, description="merge_px of every branch in the validation pipeline.")
+    threads: int = Field(0, ge=0, description="Torch threads; 0 keeps torch's default.")
+    checkpoint_every: int = Field(250, ge=1, description="Steps between checkpoints.")
+    validate_every: int = Field(1000, ge=1, description="Steps between validations.")
+    patch_pool: int = Field(200_000, ge=100, description="Candidate patch positions to draw batches from.")
+    seed: int = Field(0, description="Seed of every random choice.")
+
+
+def load_classifier_train_config(source: str | os.PathLike[str] | dict[str, Any],
+                                 overrides: dict[str, Any] | None = None) -> ClassifierTrainConfig:
+    """A validated :class:`ClassifierTrainConfig` from a TOML path or dict; ConfigError names the field."""
+    return _load_file_config(ClassifierTrainConfig, source, overrides, "classifier train config")

@@ -8,7 +8,8 @@ classes as the pipeline's classify stage.
 Each branch's MACs per LR window pixel are measured once with
 :func:`vsr_stream.models.macs.macs_per_output_pixel` (convolutions are linear in area, so
 one 64x64 probe gives the per-pixel rate); a window of ``wh x ww`` LR pixels costs that rate
-times its area; tiles merged into one window (``merge_px``) count that window once. Tile plans
+times its area; tiles merged into one window (``merge_px``) count that window once. A learned
+tile classifier (``classify.classifier``) counts its own MACs on every tile's core. Tile plans
 and classes come from the classify stage's own functions.
 """
 
@@ -35,6 +36,7 @@ class PipelineCost:
     hr_pixels: int
     tiles_per_class: tuple[int, ...]
     branch_macs_per_lr_px: tuple[float, ...]
+    classifier_macs: float = 0.0  # included in ``macs``
 
     @property
     def macs_per_hr_px(self) -> float:
@@ -48,7 +50,8 @@ class PipelineCost:
 
     def to_dict(self) -> dict[str, object]:
         return {"macs_per_hr_px": self.macs_per_hr_px, "tiles_per_class": list(self.tiles_per_class),
-                "class_shares": list(self.class_shares), "branch_macs_per_lr_px": list(self.branch_macs_per_lr_px)}
+                "class_shares": list(self.class_shares), "branch_macs_per_lr_px": list(self.branch_macs_per_lr_px),
+                "classifier_macs_per_hr_px": self.classifier_macs / self.hr_pixels if self.hr_pixels else 0.0}
 
     def line(self) -> str:
         shares = " / ".join(f"{s:.0%}" for s in self.class_shares)
@@ -65,6 +68,19 @@ def branch_macs_per_lr_px(cfg: PipelineConfig) -> tuple[float, ...]:
         net = build_branch_module(branch, cfg.scale, allow_random=True)
         rates.append(macs_per_output_pixel(net, cfg.scale) * cfg.scale * cfg.scale)
     return tuple(rates)
+
+
+def classifier_macs(geom: np.ndarray, cfg: PipelineConfig) -> float:
+    """MACs of ``cfg``'s learned tile classifier over the cores of ``geom`` (0 without one)."""
+    if cfg.classify.classifier is None or not len(geom):
+        return 0.0
+    import torch
+
+    from vsr_stream.models.classifier import load_classifier
+    from vsr_stream.models.macs import count_macs
+
+    core = torch.zeros(1, 3, int(geom[0, 3]), int(geom[0, 4]))  # every core of a frame has one shape
+    return float(count_macs(load_classifier(cfg.classify.classifier), core)) * len(geom)
 
 
 def frame_classes(frame: np.ndarray, cfg: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -86,13 +102,14 @@ def pipeline_cost(frames: Iterable[np.ndarray], cfg: PipelineConfig,
     """Total cost of upscaling RGB (H, W, 3) or grey (H, W) uint8 ``frames`` with ``cfg``."""
     rates = branch_macs_per_lr_px(cfg) if rates is None else rates
     counts = np.zeros(len(rates), dtype=np.int64)
-    macs, hr_pixels = 0.0, 0
+    macs, hr_pixels, classifying = 0.0, 0, 0.0
     for frame in frames:
         rgb = np.repeat(frame[:, :, None], 3, axis=2) if frame.ndim == 2 else frame
         geom, classes = frame_classes(rgb, cfg)
+        classifying += classifier_macs(geom, cfg)
         for k, (rate, branch) in enumerate(zip(rates, cfg.upscale.branches)):
             mine = geom[classes == k]
             counts[k] += len(mine)
             macs += rate * float(window_area(mine, branch.merge_px))
         hr_pixels += rgb.shape[0] * rgb.shape[1] * cfg.scale * cfg.scale
-    return PipelineCost(macs, hr_pixels, tuple(int(c) for c in counts), tuple(rates))
+    return PipelineCost(macs + classifying, hr_pixels, tuple(int(c) for c in counts), tuple(rates), classifying)

@@ -30,7 +30,7 @@ from vsr_stream.media.source import open_source
 from vsr_stream.models.inference import BranchModel
 from vsr_stream.ops.blend import accumulate_tiles, normalize, stitch_cores
 from vsr_stream.ops.merge import window_batches
-from vsr_stream.stages.classify import ReuseTracker, cut_windows, tile_classes, tile_plan
+from vsr_stream.stages.classify import ReuseTracker, check_classifier, cut_windows, tile_classes, tile_plan
 from vsr_stream.runtime.latency import LatencyMeter
 from vsr_stream.runtime.memory import trim_due, trim_heap
 from vsr_stream.stages.decode import DecodeFeed
@@ -116,6 +116,7 @@ class FusedLoop:
         self.latency = LatencyMeter()
 
     def setup(self, xp: ModuleType | None = None) -> None:
+        check_classifier(self.cfg)
         branches = self.cfg.upscale.branches
         self.models = [BranchModel(b, self.cfg.scale, self.cfg.upscale.allow_random_weights) for b in branches]
         self.xp = xp or choose_array_module(branches, [m.device for m in self.models])

@@ -1,6 +1,8 @@
 """Classify stage: cuts each LR frame into overlapping tiles and routes them by TVAT class.
 
 Receives: FRAME (LR) on classify_in.
+Classes come from TVAT thresholds, or from a learned ClassSR tile classifier
+(``classify.classifier``) run on each tile's core.
 Emits: PLAN (geometry, tile count, the tiles reused from the previous output) on 'plans' to stitch;
 TILES (windows of one class, in chunks of that branch's max_batch) on 'tiles<k>' to the class-k
 worker pool. Reused tiles (see :class:`ReuseTracker`) go to no branch.
@@ -17,7 +19,7 @@ import numpy as np
 
 from vsr_stream import messages as m
 from vsr_stream.config import BranchConfig, ClassifyConfig, PipelineConfig, ReuseConfig, TilingConfig
-from vsr_stream.errors import ProtocolError
+from vsr_stream.errors import ConfigError, ProtocolError
 from vsr_stream.geometry import plan_tiles
 from vsr_stream.ops import array_module
 from vsr_stream.ops.reuse import core_change, core_rows, decide_reuse, first_ages
@@ -34,10 +36,44 @@ def tile_plan(h: int, w: int, tiling: TilingConfig) -> np.ndarray:
 
 
 def tile_classes(frame: Any, geom: np.ndarray, cfg: ClassifyConfig) -> Any:
-    """Class of every tile of ``geom``: int8 ``(n,)`` on ``frame``'s device; all zeros for a single class."""
+    """Class of every tile of ``geom``: int8 ``(n,)`` on ``frame``'s device; all zeros for a single
+    class. By the learned classifier if ``cfg.classifier`` names one, else by TVAT."""
+    if cfg.classifier is not None and len(geom):
+        return learned_classes(frame, geom, cfg.classifier)
     if not cfg.tvat_thresholds or not len(geom):
         return array_module(frame).zeros(len(geom), dtype=np.int8)
     return classify(tile_tvat(vsp(frame), geom, cfg.vsp_threshold), cfg.tvat_thresholds)
+
+
+def learned_classes(frame: Any, geom: np.ndarray, weights: str) -> Any:
+    """Class of every tile of ``geom`` (n >= 1) by the tile classifier in ``weights``, which reads each
+    tile's core (uint16 frames on the 0-255 scale, as TVAT): int8 ``(n,)`` on ``frame``'s device.
+    The classifier runs on the CPU; GPU cores are copied to the host for it (3 bytes a pixel)."""
+    import torch
+
+    from vsr_stream.models.classifier import classify_tiles, load_classifier
+
+    xp = array_module(frame)
+    cores = cut_windows(frame, core_rows(geom))
+    host = cores if xp is np else xp.asnumpy(cores)
+    if host.dtype == np.uint16:
+        host = (host >> 8).astype(np.uint8)
+    classes = classify_tiles(load_classifier(weights), torch.from_numpy(np.ascontiguousarray(host)))
+    return xp.asarray(classes.numpy().astype(np.int8))
+
+
+def check_classifier(cfg: PipelineConfig) -> None:
+    """Load ``cfg``'s tile classifier, if it has one, and check it has a class per branch.
+
+    Raises ConfigError if the weights are missing or unusable, or the class counts differ."""
+    if cfg.classify.classifier is None:
+        return
+    from vsr_stream.models.classifier import load_classifier
+
+    n = load_classifier(cfg.classify.classifier).n_classes
+    if n != cfg.n_classes:
+        raise ConfigError(f"classify.classifier {cfg.classify.classifier} sorts tiles into {n} classes, "
+                          f"but upscale.branches has {cfg.n_classes}")
 
 
 def batches_by_class(geom: np.ndarray, classes: np.ndarray,
@@ -102,6 +138,7 @@ class ClassifyStage(Stage):
     name = "classify"
 
     def __init__(self, cfg: PipelineConfig) -> None:
+        check_classifier(cfg)
         self.cfg = cfg
         self.frames = 0
         self.tiles_per_class = [0] * cfg.n_classes

@@ -246,23 +246,36 @@ def validate(net: torch.nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], s
 
 
 def checkpoint(path: Path, net, opt, state: dict[str, Any], rng: np.random.Generator) -> None:
-    """Write the checkpoint atomically (a crash mid-write keeps the previous one)."""
-    blob = {"model": net.state_dict(), "opt": opt.state_dict(), "step": state["step"],
-            "elapsed_s": state["elapsed_s"], "history": json.dumps(state["history"]),
+    """Write a branch's checkpoint atomically (a crash mid-write keeps the previous one)."""
+    write_checkpoint(path, {"model": net.state_dict(), "opt": opt.state_dict()}, state, rng)
+
+
+def resume(path: Path, net, opt, rng: np.random.Generator) -> dict[str, Any]:
+    """Load a branch's checkpoint if there is one; returns the training state (step 0 when fresh)."""
+    blob, state = read_checkpoint(path, rng)
+    if blob:
+        net.load_state_dict(blob["model"])
+        opt.load_state_dict(blob["opt"])
+    return state
+
+
+def write_checkpoint(path: Path, parts: dict[str, Any], state: dict[str, Any], rng: np.random.Generator) -> None:
+    """Write ``parts`` (state dicts) with the training ``state`` and random states, atomically."""
+    blob = {**parts, "step": state["step"], "elapsed_s": state["elapsed_s"], "history": json.dumps(state["history"]),
             "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state()}
     tmp = path.with_suffix(".tmp")
     torch.save(blob, tmp)
     os.replace(tmp, path)
 
 
-def resume(path: Path, net, opt, rng: np.random.Generator) -> dict[str, Any]:
-    """Load a checkpoint if there is one; returns the training state (step 0 when fresh)."""
+def read_checkpoint(path: Path, rng: np.random.Generator) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(blob, state)`` of the checkpoint at ``path``, with ``rng`` and torch's random state
+    restored from it; ``({}, a fresh state)`` if there is none."""
     if not path.exists():
-        return {"step": 0, "elapsed_s": 0.0, "history": []}
+        return {}, {"step": 0, "elapsed_s": 0.0, "history": []}
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    net.load_state_dict(blob["model"])
-    opt.load_state_dict(blob["opt"])
     rng.bit_generator.state = json.loads(blob["rng"])
     torch.set_rng_state(blob["torch_rng"])
     log.info("resumed %s at step %d", path, blob["step"])
-    return {"step": int(blob["step"]), "elapsed_s": float(blob["elapsed_s"]), "history": json.loads(blob["history"])}
+    return blob, {"step": int(blob["step"]), "elapsed_s": float(blob["elapsed_s"]),
+                  "history": json.loads(blob["history"])}
