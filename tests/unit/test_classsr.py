@@ -207,3 +207,6 @@ def test_stage_3_trains_the_branches_and_resumes_from_stage_2(tmp_path):
     preset = load_config(str(run / "preset.toml"))
     assert preset.classify.classifier.endswith("classifier.safetensors")
     assert [b.model for b in preset.upscale.branches] == ["bicubic", "fsrcnn-ps-16"]
+    kept = read_weights(run / "stage2" / "branch1.safetensors")  # stage 2's result stays for comparison
+    assert all(torch.equal(v, after_2[k]) for k, v in kept.items())
+    assert "stage2" in load_config(str(run / "stage2" / "preset.toml")).classify.classifier

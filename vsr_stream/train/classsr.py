@@ -12,7 +12,8 @@ At inference each tile goes to its most probable class only (``classify.classifi
 
 Outputs in ``out_dir/name/``: ``classifier.safetensors``, ``branch<k>.safetensors`` (the branches
 after stage 3), ``ckpt.pt`` (resume), ``log.jsonl`` (validation as it goes), ``summary.json`` and
-``preset.toml`` (a pipeline config routing by the trained classifier).
+``preset.toml`` (a pipeline config routing by the trained classifier); ``stage2/`` holds the
+classifier, branches and preset as they were at the end of stage 2.
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ def train_classifier(cfg: ClassifierTrainConfig, show_progress: bool = True) -> 
         step = state["step"]
         stage = 2 if step < cfg.classify_steps else 3
         if stage == 3 and not branches[0].training:
+            if not (out / "stage2" / "preset.toml").exists():  # stage 2's result, to compare with stage 3's
+                (out / "stage2").mkdir(exist_ok=True)
+                _export(cfg, out / "stage2", net, branches)
             for b in branches:
                 trainable(b)
         _set_stage_lr(cfg, opts[stage], stage, step)
