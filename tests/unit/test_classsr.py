@@ -29,8 +29,8 @@ def test_class_loss_is_zero_for_one_hot_and_m_minus_1_for_uniform():
 
 def test_average_loss_is_zero_for_a_balanced_batch_and_grows_with_imbalance():
     assert average_loss(torch.eye(3)).item() == pytest.approx(0.0)
-    everyone_first = torch.tensor([[1.0, 0.0, 0.0]] * 6)
-    assert average_loss(everyone_first).item() == pytest.approx(2 / 3 + 1 / 3 + 1 / 3)
+    everyone_first = torch.tensor([[1.0, 0.0, 0.0]] * 6)  # sums 6, 0, 0 against 2 each: (4 + 2 + 2) / 8
+    assert average_loss(everyone_first).item() == pytest.approx(1.0)
 
 
 def test_weighted_output_of_a_one_hot_row_is_that_branch():

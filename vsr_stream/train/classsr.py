@@ -48,11 +48,12 @@ def class_loss(probs: torch.Tensor) -> torch.Tensor:
 
 
 def average_loss(probs: torch.Tensor) -> torch.Tensor:
-    """ClassSR's Average-Loss of (B, M) class probabilities, per patch: ``sum_j |mean_i p_ij - 1/M|``.
-    0 when the batch spreads evenly over the classes; it keeps the class module from sending every
-    patch to the strongest branch."""
-    m = probs.shape[1]
-    return (probs.mean(dim=0) - 1.0 / m).abs().sum()
+    """ClassSR's Average-Loss of (B, M) class probabilities: ``sum_j |sum_i p_ij - B/M| / (4 B / M)``
+    (the normalisation of ClassSR's code, so that its weight of 6 carries over). 0 when the batch
+    spreads evenly over the classes; it keeps the class module from sending every patch to the
+    strongest branch."""
+    b, m = probs.shape
+    return (probs.sum(dim=0) - b / m).abs().sum() / (4 * b / m)
 
 
 def weighted_output(probs: torch.Tensor, outputs: list[torch.Tensor]) -> torch.Tensor:
