@@ -21,6 +21,7 @@ from vsr_stream.models import build_model, get
 from vsr_stream.runtime.fused import run_fused
 from vsr_stream.runtime.graph import build_graph
 from vsr_stream.runtime.supervisor import Supervisor
+from vsr_stream.stages.classify import check_classifier
 from vsr_stream.transport import make_endpoints
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,9 @@ def resolve_config(config: ConfigLike = None, scale: int | None = None,
 
 
 def check_models(cfg: PipelineConfig) -> None:
-    """Fail before any frame is read if a branch's model, scale or weights are wrong."""
+    """Fail before any frame is read if a branch's model, scale or weights, or the tile
+    classifier, are wrong."""
+    check_classifier(cfg)
     for k, branch in enumerate(cfg.upscale.branches):
         try:
             build_model(branch.model, cfg.scale, weights=branch.weights, allow_random=cfg.upscale.allow_random_weights)

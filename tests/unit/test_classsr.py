@@ -98,6 +98,16 @@ def test_learned_classes_route_each_tile_by_its_core(classifier_file):
     assert np.array_equal(classes, direct.numpy())
 
 
+@pytest.mark.parametrize("h, w", [(3, 2), (1, 1), (4, 7)])
+def test_frames_smaller_than_the_classifier_kernel_are_classified(classifier_file, h, w):
+    cfg = load_config(_routed(classifier_file, tile_px=4, overlap_px=1, context_px=0))
+    for value, expected in ((30, 0), (220, 1)):
+        frame = np.full((h, w, 3), value, np.uint8)
+        geom = tile_plan(h, w, cfg.tiling)
+        assert (tile_classes(frame, geom, cfg.classify) == expected).all()
+        assert pipeline_cost([frame], cfg).classifier_macs > 0
+
+
 def test_the_classify_stage_refuses_a_classifier_of_another_class_count(classifier_file):
     with pytest.raises(ConfigError, match="2 classes, but upscale.branches has 3"):
         ClassifyStage(load_config(_routed(classifier_file, n_branches=3)))

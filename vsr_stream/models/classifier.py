@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vsr_stream.errors import ConfigError
@@ -84,8 +85,15 @@ def load_classifier(weights: str) -> TileClassifier:
     return classifier_from_state(read_weights(path), f"classifier weights {path}")
 
 
+MIN_TILE_PX = 4  # the first conv's kernel
+
+
 @torch.inference_mode()
 def classify_tiles(net: TileClassifier, tiles: torch.Tensor) -> torch.Tensor:
-    """Class (argmax of the scores) of each uint8 (N, h, w, 3) tile: int64 (N,)."""
+    """Class (argmax of the scores) of each uint8 (N, h, w, 3) tile: int64 (N,). A tile under
+    :data:`MIN_TILE_PX` on a side (a frame that small) is read with its edge pixels repeated."""
     x = tiles.permute(0, 3, 1, 2).float().div_(255.0)
+    short_h, short_w = max(0, MIN_TILE_PX - x.shape[2]), max(0, MIN_TILE_PX - x.shape[3])
+    if short_h or short_w:
+        x = F.pad(x, (0, short_w, 0, short_h), mode="replicate")
     return net(x).argmax(dim=1)

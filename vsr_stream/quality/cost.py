@@ -76,10 +76,11 @@ def classifier_macs(geom: np.ndarray, cfg: PipelineConfig) -> float:
         return 0.0
     import torch
 
-    from vsr_stream.models.classifier import load_classifier
+    from vsr_stream.models.classifier import MIN_TILE_PX, load_classifier
     from vsr_stream.models.macs import count_macs
 
-    core = torch.zeros(1, 3, int(geom[0, 3]), int(geom[0, 4]))  # every core of a frame has one shape
+    # every core of a frame has one shape; one under MIN_TILE_PX is read padded to it
+    core = torch.zeros(1, 3, max(MIN_TILE_PX, int(geom[0, 3])), max(MIN_TILE_PX, int(geom[0, 4])))
     return float(count_macs(load_classifier(cfg.classify.classifier), core)) * len(geom)
 
 
