@@ -494,6 +494,9 @@ class ClassifierTrainConfig(_Section):
     lr_final_ratio: float = Field(0.02, gt=0, le=1, description="Final learning rate of a stage as a fraction of its first.")
     l1_weight: float = Field(2000.0, ge=0, description="Weight of the L1 loss of the probability-weighted output (ClassSR: 2000).")
     class_weight: float = Field(1.0, ge=0, description="Weight of the Class-Loss, which pushes each tile to one class (ClassSR: 1).")
+    class_loss_from: int = Field(
+        0, ge=0, description="Step from which the Class-Loss counts (0 before it; ClassSR: 0): the class module first "
+        "learns where each tile belongs from the L1 and Average-Loss, and only then is pushed to one class.")
     average_weight: float = Field(6.0, ge=0, description="Weight of the Average-Loss, which balances the classes (ClassSR: 6).")
     val_tiling: TilingConfig = Field(
         default_factory=lambda: TilingConfig(tile_px=32, overlap_px=4, context_px=7),

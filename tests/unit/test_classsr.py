@@ -17,7 +17,7 @@ from vsr_stream.models.classifier import TileClassifier, classifier_from_state, 
 from vsr_stream.models.macs import count_macs
 from vsr_stream.quality.cost import pipeline_cost
 from vsr_stream.stages.classify import ClassifyStage, cut_windows, tile_classes, tile_plan
-from vsr_stream.train.classsr import average_loss, class_loss, train_classifier, weighted_output
+from vsr_stream.train.classsr import average_loss, class_loss, classsr_loss, train_classifier, weighted_output
 
 
 def test_class_loss_is_zero_for_one_hot_and_m_minus_1_for_uniform():
@@ -39,6 +39,18 @@ def test_weighted_output_of_a_one_hot_row_is_that_branch():
     mixed = weighted_output(probs, outputs)
     assert torch.equal(mixed[0], outputs[1][0])
     assert torch.allclose(mixed[1], torch.full((3, 4, 4), 0.3 + 2 * 0.5))
+
+
+def test_the_class_loss_counts_from_its_step():
+    cfg = load_classifier_train_config({"name": "c", "data": ["x"], "class_loss_from": 100,
+                                        "branches": [{"model": "nearest"}, {"model": "bicubic"}]})
+    probs = torch.tensor([[0.5, 0.5], [0.5, 0.5]])
+    outputs = [torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)]
+    hr = torch.full((2, 3, 4, 4), 0.5)
+    before, parts = classsr_loss(cfg, probs, outputs, hr, 99)
+    after, _ = classsr_loss(cfg, probs, outputs, hr, 100)
+    assert parts == {"l1": 0.0, "class": 1.0, "average": 0.0}  # the mix is exactly HR; both classes even
+    assert (before.item(), after.item()) == (0.0, pytest.approx(cfg.class_weight * 1.0))
 
 
 def _brightness_classifier() -> TileClassifier:

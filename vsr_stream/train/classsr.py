@@ -62,11 +62,12 @@ def weighted_output(probs: torch.Tensor, outputs: list[torch.Tensor]) -> torch.T
 
 
 def classsr_loss(cfg: ClassifierTrainConfig, probs: torch.Tensor, outputs: list[torch.Tensor],
-                 hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """The weighted loss and its three parts (as floats, for the log)."""
+                 hr: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    """The weighted loss at ``step`` and its three parts (as floats, for the log)."""
     l1 = F.l1_loss(weighted_output(probs, outputs), hr)
     lc, la = class_loss(probs), average_loss(probs)
-    total = cfg.l1_weight * l1 + cfg.class_weight * lc + cfg.average_weight * la
+    class_weight = cfg.class_weight if step >= cfg.class_loss_from else 0.0
+    total = cfg.l1_weight * l1 + class_weight * lc + cfg.average_weight * la
     return total, {"l1": l1.item(), "class": lc.item(), "average": la.item()}
 
 
@@ -113,7 +114,7 @@ def train_classifier(cfg: ClassifierTrainConfig, show_progress: bool = True) -> 
         with torch.set_grad_enabled(stage == 3):
             outputs = [b(x) for b in branches]
         probs = net(x).softmax(dim=1)
-        loss, logged = classsr_loss(cfg, probs, outputs, torch.from_numpy(hr_b))
+        loss, logged = classsr_loss(cfg, probs, outputs, torch.from_numpy(hr_b), step)
         opts[stage].zero_grad(set_to_none=True)
         loss.backward()
         opts[stage].step()
