@@ -203,13 +203,23 @@ def test_stage_2_learns_which_branch_restores_better(tmp_path):
     img = _first_picture(tmp_path)
     better = _better_branch(img, [b.model for b in cfg.branches])
     torch.manual_seed(cfg.seed)
-    start = _mean_probs(TileClassifier(2, cfg.width), img)
+    start = _mean_probs(TileClassifier(2, cfg.width), img)  # the run's own starting point
     train_classifier(cfg, show_progress=False)
     net = classifier_from_state(read_weights(tmp_path / "runs" / "c" / "classifier.safetensors"))
     end = _mean_probs(net, img)
     assert end[better] > max(start[better], 0.75)
     log = [json.loads(line) for line in (tmp_path / "runs" / "c" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [20, 40] and all(r["stage"] == 2 for r in log)
+
+
+def test_a_run_is_reproducible_from_its_seed(tmp_path):
+    cfg = _train_cfg(tmp_path, classify_steps=5, validate_every=5)
+    made = []
+    for name in ("a", "b"):
+        torch.manual_seed(len(made))  # whatever the caller's random state
+        train_classifier(load_classifier_train_config({**cfg, "name": name}), show_progress=False)
+        made.append(read_weights(tmp_path / "runs" / name / "classifier.safetensors"))
+    assert all(torch.equal(v, made[1][k]) for k, v in made[0].items())
 
 
 def test_stage_3_trains_the_branches_and_resumes_from_stage_2(tmp_path):

@@ -82,9 +82,9 @@ def train_classifier(cfg: ClassifierTrainConfig, show_progress: bool = True) -> 
     out = run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     branches = [build_model(b.model, cfg.scale, weights=b.weights) for b in cfg.branches]  # fails fast
+    torch.manual_seed(cfg.seed)  # before the class module's initialisation
     net = trainable(TileClassifier(len(branches), cfg.width))
     rng = np.random.default_rng(cfg.seed)
-    torch.manual_seed(cfg.seed)
     pictures = load_pictures(cfg.data, cfg.scale, 0, cfg.video_frame_step, cfg.lr_patch_px)
     bank = PatchBank(pictures, cfg.lr_patch_px, cfg.patch_pool, rng)
     everyone = np.arange(len(bank.tvat))
