@@ -125,6 +125,8 @@ def test_the_classify_stage_refuses_a_classifier_of_another_class_count(classifi
         ClassifyStage(load_config(_routed(classifier_file, n_branches=3)))
     with pytest.raises(ConfigError, match="does not exist"):
         ClassifyStage(load_config(_routed("/nonexistent/clf.safetensors")))
+    with pytest.raises(ConfigError, match="no shipped weights named 'nope'"):
+        ClassifyStage(load_config(_routed("@nope")))
 
 
 def test_the_fused_loop_refuses_it_too(classifier_file):

@@ -16,7 +16,6 @@ count back from the tensors, so a config only names the file.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Mapping
 
 import torch
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsr_stream.errors import ConfigError
-from vsr_stream.models.registry import read_weights, shipped_weights_file
+from vsr_stream.models.registry import configured_weights_path, read_weights
 
 POOLED_CHANNELS = 32  # ClassSR's channels before the pool
 
@@ -71,17 +70,12 @@ def classifier_from_state(state: Mapping[str, torch.Tensor], origin: str = "weig
     return net
 
 
-def classifier_path(weights: str) -> Path:
-    """A classifier weights path as configs give it: a file, or ``@stem`` for a shipped one."""
-    return shipped_weights_file(weights[1:]) if weights.startswith("@") else Path(weights)
-
-
 @lru_cache(maxsize=4)
 def load_classifier(weights: str) -> TileClassifier:
     """The classifier in ``weights`` (a path or ``@stem``), read once per process (shared: frozen).
 
     Raises ConfigError if the file is missing or not a classifier's."""
-    path = classifier_path(weights)
+    path = configured_weights_path(weights)
     return classifier_from_state(read_weights(path), f"classifier weights {path}")
 
 

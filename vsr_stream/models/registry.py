@@ -143,6 +143,12 @@ def shipped_weights_file(stem: str) -> Path:
     return path
 
 
+def configured_weights_path(weights: str | Path) -> Path:
+    """A weights file as configs name it: a path, or ``"@stem"`` for a shipped file.
+    Raises ConfigError for an unknown ``@stem``."""
+    return shipped_weights_file(str(weights)[1:]) if str(weights).startswith("@") else Path(weights)
+
+
 def weights_file(name: str, scale: int, weights: str | Path | None) -> Path | None:
     """The weights file model ``name`` loads at ``scale``: ``weights`` (a path, or ``"@stem"`` for a
     shipped file), else the shipped file if there is one; None for a model without weights or a
@@ -150,7 +156,7 @@ def weights_file(name: str, scale: int, weights: str | Path | None) -> Path | No
     if not get(name).learned:
         return None
     if weights is not None:
-        return shipped_weights_file(str(weights)[1:]) if str(weights).startswith("@") else Path(weights)
+        return configured_weights_path(weights)
     shipped = shipped_weights_path(name, scale)
     return shipped if shipped.is_file() else None
 
