@@ -244,3 +244,17 @@ def test_stage_3_trains_the_branches_and_resumes_from_stage_2(tmp_path):
     kept = read_weights(run / "stage2" / "branch1.safetensors")  # stage 2's result stays for comparison
     assert all(torch.equal(v, after_2[k]) for k, v in kept.items())
     assert "stage2" in load_config(str(run / "stage2" / "preset.toml")).classify.classifier
+
+
+def test_the_cli_refuses_a_bad_config_with_a_clear_message(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "c"\ndata = ["x"]\nbatch = 1\n[[branches]]\nmodel = "bicubic"\n')
+    for args, message in ((["missing.toml"], "config file not found"),
+                          ([str(bad)], "branches: List should have at least 2 items")):
+        res = subprocess.run([sys.executable, "-m", "vsr_stream.cli", "train-classifier", *args],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode != 0 and message in res.stderr, res.stderr
+    assert "batch" in res.stderr  # every wrong field is named
