@@ -103,11 +103,7 @@ def train_classifier(cfg: ClassifierTrainConfig, show_progress: bool = True) -> 
         step = state["step"]
         stage = 2 if step < cfg.classify_steps else 3
         if stage == 3 and not branches[0].training:
-            if not (out / "stage2" / "preset.toml").exists():  # stage 2's result, to compare with stage 3's
-                (out / "stage2").mkdir(exist_ok=True)
-                _export(cfg, out / "stage2", net, branches)
-            for b in branches:
-                trainable(b)
+            _start_stage_3(cfg, out, net, branches)
         _set_stage_lr(cfg, opts[stage], stage, step)
         lr_b, hr_b = sample_batch(bank, everyone, cfg.batch, cfg.scale, rng)
         x = torch.from_numpy(lr_b)
@@ -125,13 +121,8 @@ def train_classifier(cfg: ClassifierTrainConfig, show_progress: bool = True) -> 
             bar.update(1)
         done = state["step"] == total
         if state["step"] % cfg.validate_every == 0 or done or state["step"] == cfg.classify_steps:
-            record = {"step": state["step"], "stage": stage, "elapsed_s": round(state["elapsed_s"], 1),
-                      **{k: float(np.mean([p[k] for p in parts])) for k in parts[0]},
-                      **validate(cfg, net, branches)}
+            record = _record(cfg, out, state, stage, parts, net, branches)
             parts = []
-            state["history"].append(record)
-            with open(out / "log.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
             if bar is not None and "val_psnr_db" in record:
                 bar.set_postfix(val=f"{record['val_psnr_db']:.2f}dB", macs=f"{record['val_macs_per_hr_px']:.0f}")
         if state["step"] % cfg.checkpoint_every == 0 or done:
@@ -143,6 +134,27 @@ def train_classifier(cfg: ClassifierTrainConfig, show_progress: bool = True) -> 
                "history": state["history"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _start_stage_3(cfg: ClassifierTrainConfig, out: Path, net: TileClassifier, branches: list[torch.nn.Module]) -> None:
+    """Keep stage 2's result in ``stage2/`` (to compare with stage 3's; once), then let the branches train."""
+    if not (out / "stage2" / "preset.toml").exists():
+        (out / "stage2").mkdir(exist_ok=True)
+        _export(cfg, out / "stage2", net, branches)
+    for b in branches:
+        trainable(b)
+
+
+def _record(cfg: ClassifierTrainConfig, out: Path, state: dict[str, Any], stage: int, parts: list[dict[str, float]],
+            net: TileClassifier, branches: list[torch.nn.Module]) -> dict[str, Any]:
+    """The log record of this validation step (loss parts averaged since the last one, and the
+    routed pipeline's validation), appended to the history and to ``log.jsonl``."""
+    record = {"step": state["step"], "stage": stage, "elapsed_s": round(state["elapsed_s"], 1),
+              **{k: float(np.mean([p[k] for p in parts])) for k in parts[0]}, **validate(cfg, net, branches)}
+    state["history"].append(record)
+    with open(out / "log.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+    return record
 
 
 def _set_stage_lr(cfg: ClassifierTrainConfig, opt: torch.optim.Optimizer, stage: int, step: int) -> None:
