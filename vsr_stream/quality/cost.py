@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +26,9 @@ from vsr_stream.config import PipelineConfig
 from vsr_stream.messages import GEOM_COLUMNS
 from vsr_stream.ops.merge import merge_groups, union_rect
 from vsr_stream.stages.classify import tile_classes, tile_plan
+
+if TYPE_CHECKING:
+    from vsr_stream.models.classifier import TileClassifier
 
 _WH, _WW = GEOM_COLUMNS.index("wh"), GEOM_COLUMNS.index("ww")
 
@@ -74,14 +79,21 @@ def classifier_macs(geom: np.ndarray, cfg: PipelineConfig) -> float:
     """MACs of ``cfg``'s learned tile classifier over the cores of ``geom`` (0 without one)."""
     if cfg.classify.classifier is None or not len(geom):
         return 0.0
+    from vsr_stream.models.classifier import load_classifier
+
+    # every core of a frame has one shape
+    return _macs_per_core(load_classifier(cfg.classify.classifier), int(geom[0, 3]), int(geom[0, 4])) * len(geom)
+
+
+@lru_cache(maxsize=16)
+def _macs_per_core(classifier: TileClassifier, h: int, w: int) -> float:
+    """MACs of a tile classifier on one ``h x w`` core (one under MIN_TILE_PX is read padded to it)."""
     import torch
 
-    from vsr_stream.models.classifier import MIN_TILE_PX, load_classifier
+    from vsr_stream.models.classifier import MIN_TILE_PX
     from vsr_stream.models.macs import count_macs
 
-    # every core of a frame has one shape; one under MIN_TILE_PX is read padded to it
-    core = torch.zeros(1, 3, max(MIN_TILE_PX, int(geom[0, 3])), max(MIN_TILE_PX, int(geom[0, 4])))
-    return float(count_macs(load_classifier(cfg.classify.classifier), core)) * len(geom)
+    return float(count_macs(classifier, torch.zeros(1, 3, max(MIN_TILE_PX, h), max(MIN_TILE_PX, w))))
 
 
 def frame_classes(frame: np.ndarray, cfg: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -71,15 +71,11 @@ def classsr_loss(cfg: ClassifierTrainConfig, probs: torch.Tensor, outputs: list[
     return total, {"l1": l1.item(), "class": lc.item(), "average": la.item()}
 
 
-def run_dir(cfg: ClassifierTrainConfig) -> Path:
-    return Path(cfg.out_dir) / cfg.name
-
-
 def train_classifier(cfg: ClassifierTrainConfig, show_progress: bool = True) -> dict[str, Any]:
     """Train (or resume) stages 2 and 3; returns the summary also written to ``summary.json``."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = run_dir(cfg)
+    out = Path(cfg.out_dir) / cfg.name
     out.mkdir(parents=True, exist_ok=True)
     branches = [build_model(b.model, cfg.scale, weights=b.weights) for b in cfg.branches]  # fails fast
     torch.manual_seed(cfg.seed)  # before the class module's initialisation
