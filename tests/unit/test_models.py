@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from vsr_stream import models
 from vsr_stream.errors import ConfigError, DuplicateModelError, ModelInputError, UnknownModelError
 from vsr_stream.models import fsrcnn, registry
+from vsr_stream.models.dtypes import learned_layers_to
 from vsr_stream.models.registry import load_weights, save_weights
 
 ALL_MODEL_SCALES = [(desc.name, scale) for desc in models.descriptors() for scale in desc.scales]
@@ -58,6 +60,34 @@ def test_half_precision_matches_float32(name: str, scale: int, dtype: torch.dtyp
     out = net.to(dtype)(x.to(dtype))
     assert out.dtype == dtype
     torch.testing.assert_close(out.float(), reference, atol=3e-2, rtol=0)
+
+
+@pytest.mark.parametrize(("name", "scale"), HALF_MODEL_SCALES)
+def test_learned_layers_in_bf16_keep_float32_out_and_lose_less_than_a_whole_cast(name: str, scale: int) -> None:
+    torch.manual_seed(1)
+    net = _build(name, scale)
+    x = torch.rand(1, 3, 13, 17)
+    reference = net(x)
+    whole = copy.deepcopy(net).to(torch.bfloat16)(x.bfloat16()).float()
+    mixed = learned_layers_to(net, torch.bfloat16)(x)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, reference, atol=3e-2, rtol=0)
+    rms = {k: float(((out - reference) ** 2).mean().sqrt()) for k, out in (("whole", whole), ("mixed", mixed))}
+    assert rms["mixed"] <= rms["whole"] + 1e-7
+
+
+@pytest.mark.parametrize("name", ["fsrcnn-ps-36", "fsrcnn-ps-56-m9-y", "edsr-b6c32", "mdsr-b8c48"])
+def test_with_bf16_layers_the_bicubic_skip_and_the_sum_stay_float32(name: str) -> None:
+    """A zero residual leaves exactly the float32 bicubic; a whole-model cast rounds it to bf16."""
+    scale = 4
+    net = _build(name, scale)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+    x = torch.rand(1, 3, 13, 17)
+    bicubic = net(x)
+    assert torch.equal(learned_layers_to(copy.deepcopy(net), torch.bfloat16)(x), bicubic)
+    assert not torch.equal(net.to(torch.bfloat16)(x.bfloat16()).float(), bicubic)
 
 
 def _tile_error(net: torch.nn.Module, scale: int, radius_px: int) -> float:

@@ -29,16 +29,20 @@ def test_half_precision_is_close_to_fp32(precision):
 
 
 class _OverflowsInHalf(nn.Module):
-    """Upscales by repetition; gives Inf whenever it runs in half precision."""
+    """Upscales by repetition; gives Inf whenever its layer is in half precision."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.layer = nn.Parameter(torch.ones(1, dtype=dtype))
 
     def forward(self, x):
         y = x.repeat_interleave(2, -1).repeat_interleave(2, -2)
-        return y * float("inf") if x.dtype != torch.float32 else y
+        return y * float("inf") if self.layer.dtype != torch.float32 else y
 
 
 def test_overflowing_batches_are_redone_in_fp32_and_counted(caplog):
     branch = BranchModel(BranchConfig(model="fsrcnn-ps-16", precision="bf16"), 2, allow_random=True)
-    branch.module, branch.fallback = _OverflowsInHalf(), _OverflowsInHalf()
+    branch.module, branch.fallback = _OverflowsInHalf(torch.bfloat16), _OverflowsInHalf(torch.float32)
     windows = _windows()
     with caplog.at_level("WARNING"):
         out1 = branch.upscale(windows)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from vsr_stream.errors import ModelInputError
+from vsr_stream.models.dtypes import learned_dtype
 from vsr_stream.models.interp import Bicubic
 from vsr_stream.models.registry import ModelDescriptor
 
@@ -107,8 +108,10 @@ class EDSR(nn.Module):
     and a pixel shuffle: far fewer multiply-adds at x4 (the upsampler is most of a small
     EDSR's cost), one pixel less receptive radius.
 
-    Output is ``tail(upsample(body(head(x)) + head(x))) + bicubic(x)``. The input dtype must
-    match the parameters'. PyTorch's default initialisation (as the reference EDSR code).
+    Output is ``tail(upsample(body(head(x)) + head(x))) + bicubic(x)``: the learned part in its
+    parameters' dtype, the bicubic skip and the sum in the input's (see
+    :func:`~vsr_stream.models.dtypes.learned_layers_to`). PyTorch's default initialisation (as the
+    reference EDSR code).
     """
 
     def __init__(
@@ -131,8 +134,8 @@ class EDSR(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skip = self.skip(x)
-        features = self.head(x)
-        return self.tail(self.upsample(self.body(features) + features)) + skip
+        features = self.head(x.to(learned_dtype(self.head, x)))  # may be narrower than x's: see models.dtypes
+        return self.tail(self.upsample(self.body(features) + features)).to(x.dtype) + skip
 
 
 def edsr(blocks: int, channels: int, scale: int, asymmetric: bool = False, res_scale: float = 1.0) -> EDSR:

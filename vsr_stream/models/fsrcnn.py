@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from vsr_stream.errors import ConfigError
+from vsr_stream.models.dtypes import learned_dtype
 from vsr_stream.models.interp import Bicubic
 from vsr_stream.models.registry import ModelDescriptor
 
@@ -35,9 +36,9 @@ _DECONV_PADDING_PX = _DECONV_KERNEL_PX // 2
 class FSRCNN(nn.Module):
     """FSRCNN: ``(N, 3, H, W)`` -> ``(N, 3, H*scale, W*scale)``, any H, W >= 1; no clamping.
 
-    The input dtype must match the parameters' (float32 as built; ``.half()`` or
-    ``.bfloat16()`` the module for half precision). Initialised as in the paper: convs
-    normal with std sqrt(2 / (out_channels * k * k)), the deconv normal with std 0.001,
+    The output has the input's dtype; the layers run in their parameters' dtype (float32 as
+    built, narrower after :func:`~vsr_stream.models.dtypes.learned_layers_to`). Initialised as in
+    the paper: convs normal with std sqrt(2 / (out_channels * k * k)), the deconv normal with std 0.001,
     biases zero, PReLU slopes 0.25.
     """
 
@@ -57,7 +58,7 @@ class FSRCNN(nn.Module):
         self._init_as_paper()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.upsample(self.body(x))
+        return self.upsample(self.body(x.to(learned_dtype(self.body, x)))).to(x.dtype)
 
     def _init_as_paper(self) -> None:
         _init_body_as_paper(self.body)
@@ -68,8 +69,10 @@ class FSRCNN(nn.Module):
 class FSRCNNPS(nn.Module):
     """FSRCNN body, pixel-shuffle tail, bicubic skip: ``(N, 3, H, W)`` -> ``(N, 3, H*scale, W*scale)``.
 
-    Any H, W >= 1; no clamping; the input dtype must match the parameters'. Output is
-    ``shuffle(tail(body(x))) + bicubic(x)`` (bicubic as :class:`interp.Bicubic`). The body is
+    Any H, W >= 1; no clamping. Output is ``shuffle(tail(body(x))) + bicubic(x)`` (bicubic as
+    :class:`interp.Bicubic`): the learned residual in its parameters' dtype, the bicubic skip and
+    the sum in the input's, so float32 input keeps the skip exact when the layers run in bf16
+    (:func:`~vsr_stream.models.dtypes.learned_layers_to`). The body is
     initialised as FSRCNN's; the tail normal with std 0.001 and zero bias, so an untrained
     model starts as bicubic.
     """
@@ -102,11 +105,13 @@ class FSRCNNPS(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` is (N, image_channels + guide_channels, H, W); the output has image_channels."""
+        learned = learned_dtype(self.body, x)  # may be narrower than x's: see vsr_stream.models.dtypes
         if self.guide is None:
-            return self.shuffle(self.tail(self.body(x))) + self.skip(x)
+            return self.shuffle(self.tail(self.body(x.to(learned)))).to(x.dtype) + self.skip(x)
         image = x[:, : self.image_channels]
-        features = self.body[1:](self.body[0](image) + self.guide(x[:, self.image_channels:]))
-        return self.shuffle(self.tail(features)) + self.skip(image)
+        guide = x[:, self.image_channels:].to(learned)
+        features = self.body[1:](self.body[0](image.to(learned)) + self.guide(guide))
+        return self.shuffle(self.tail(features)).to(x.dtype) + self.skip(image)
 
 
 def _body(feature_channels: int, shrink_channels: int, n_map_layers: int, image_channels: int = 3) -> nn.Sequential:

@@ -21,6 +21,7 @@ import torch
 
 from vsr_stream.config import BranchConfig
 from vsr_stream.errors import ConfigError, ModelInputError
+from vsr_stream.models.dtypes import learned_layers_to
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ class BranchModel:
         self.dtype = PRECISIONS[self.precision]  # of the network's float input
         # fp32 copy for retrying a half-precision batch that overflowed (None otherwise)
         self.fallback = copy.deepcopy(module) if self.precision in HALF_PRECISIONS else None
-        self.module = module.to(self.dtype)
+        self.module = learned_layers_to(module, self.dtype) if self.precision in HALF_PRECISIONS else module
         self.frozen = False
         if branch.freeze and self.device.type == "cpu" and self.precision == "fp32":
             try:
@@ -343,7 +344,7 @@ class BranchModel:
         """
         if self.fallback is None:
             return self.module(x)
-        y = self.module(x.to(self.dtype)).float()
+        y = self.module(x).float()  # float32 in: learned layers in self.dtype, skip and sum in float32
         if bool(torch.isfinite(y).all()):
             return y
         if not self.fp32_retries:

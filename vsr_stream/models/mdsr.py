@@ -19,6 +19,7 @@ from torch import nn
 
 from vsr_stream.errors import ModelInputError
 from vsr_stream.models.edsr import UPSAMPLER_RADIUS_PX, ResBlock, conv3x3, upsampler
+from vsr_stream.models.dtypes import learned_dtype
 from vsr_stream.models.interp import Bicubic
 from vsr_stream.models.registry import ModelDescriptor
 
@@ -30,7 +31,8 @@ PRE_KERNEL_PX = 5
 class MDSR(nn.Module):
     """Multi-scale net: ``(N, 3, H, W)`` -> ``(N, 3, H*s, W*s)`` at the current scale s; no clamping.
 
-    Any H, W >= 1; the input dtype must match the parameters'. Branches of scale s are
+    Any H, W >= 1; the learned part runs in its parameters' dtype, the bicubic skip and the sum
+    in the input's (see :func:`~vsr_stream.models.dtypes.learned_layers_to`). Branches of scale s are
     ``pre_process[str(s)]`` and ``upsample[str(s)]``; ``scale`` must be one of ``scales``
     (ModelInputError otherwise). PyTorch's default initialisation.
     """
@@ -54,9 +56,9 @@ class MDSR(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skip = self.skip(x)
-        features = self.pre_process[str(self.scale)](self.head(x))
+        features = self.pre_process[str(self.scale)](self.head(x.to(learned_dtype(self.head, x))))  # see models.dtypes
         features = self.body(features) + features
-        return self.tail(self.upsample[str(self.scale)](features)) + skip
+        return self.tail(self.upsample[str(self.scale)](features)).to(x.dtype) + skip
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}"
