@@ -11,6 +11,7 @@ import torch
 from torch.ao.nn import quantized as nnq
 
 from vsr_stream.config import BranchConfig, load_config
+from vsr_stream.cpuinfo import cpu_flags
 from vsr_stream.errors import ConfigError
 from vsr_stream.media.synth import picture
 from vsr_stream.models import build_model
@@ -21,7 +22,6 @@ from vsr_stream.models.inference import (
     card_sidecar_path,
     choose_auto_layout,
     choose_auto_precision,
-    cpu_flags,
     cpu_has_native_bf16,
     to_layout,
 )

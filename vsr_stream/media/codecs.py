@@ -125,3 +125,25 @@ def live_encoder_options(codec: str, frame_rate: Fraction | None) -> dict[str, s
     if codec in _ZERO_LATENCY:
         options["tune"] = "zerolatency"
     return options
+
+
+# x264's names for the instruction sets below AVX-512, and the /proc/cpuinfo flag each needs
+# (MMX2, SSE and SSE2 are in every x86-64 CPU).
+_X264_BELOW_AVX512 = (("MMX2", None), ("SSE", None), ("SSE2", None), ("SSE3", "pni"), ("SSSE3", "ssse3"),
+                      ("SSE4.1", "sse4_1"), ("SSE4.2", "sse4_2"), ("AVX", "avx"), ("XOP", "xop"),
+                      ("FMA4", "fma4"), ("FMA3", "fma"), ("AVX2", "avx2"), ("LZCNT", "abm"),
+                      ("BMI1", "bmi1"), ("BMI2", "bmi2"))
+
+
+def x264_reproducible_options(flags: frozenset[str]) -> dict[str, str]:
+    """libx264 options that make its output a function of its input on a CPU with ``flags``.
+
+    With its AVX-512 code, the x264 that PyAV bundles encodes the same frames to different
+    streams in different processes, even with one thread (measured on an AMD EPYC with
+    AVX-512: three of three runs differed; capped at AVX2, three of three were identical).
+    So on such a CPU the instruction sets are named up to AVX2; elsewhere nothing changes.
+    """
+    if not any(f.startswith("avx512") for f in flags):
+        return {}
+    names = [name for name, flag in _X264_BELOW_AVX512 if flag is None or flag in flags]
+    return {"x264-params": "asm=" + ",".join(names)}

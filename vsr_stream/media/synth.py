@@ -20,6 +20,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from vsr_stream.cpuinfo import this_cpu_flags
+from vsr_stream.media.codecs import x264_reproducible_options
 from vsr_stream.media.colour import rgb_format, sws_matrix
 from vsr_stream.media.png_sink import encode_png
 from vsr_stream.quality.imresize import imresize
@@ -131,7 +133,7 @@ def _add_video(out, codec, pix_fmt, width, height, fps, time_base, color):
     for name, value in color.items():
         setattr(stream.codec_context, name, value)
     if codec.startswith("libx264"):
-        stream.codec_context.options = {"preset": "ultrafast", "crf": "18"}
+        stream.codec_context.options = {"preset": "ultrafast", "crf": "18", **x264_reproducible_options(this_cpu_flags())}
     return stream
 
 
@@ -302,7 +304,8 @@ def write_lr_clip(path: str | Path, hr_frames: Iterable[np.ndarray], scale: int,
     """Encode the LR versions of ``hr_frames`` ((H, W, 3) uint8, H and W multiples of
     ``2 * scale``) into ``path``: each frame MATLAB-bicubic downscaled by ``scale``, plus
     ``noise_sigma`` grey levels of sensor-like noise (seeded per frame), then libx264
-    (preset medium, ``crf``, yuv420p, one thread: deterministic). Returns the frame count."""
+    (preset medium, ``crf``, yuv420p, one thread and no AVX-512 code: reproducible, see
+    :func:`~vsr_stream.media.codecs.x264_reproducible_options`). Returns the frame count."""
     time_base = 1 / Fraction(fps)
     n = 0
     with av.open(str(path), "w") as out:
@@ -311,7 +314,7 @@ def write_lr_clip(path: str | Path, hr_frames: Iterable[np.ndarray], scale: int,
             lr_hw = (hr.shape[0] // scale, hr.shape[1] // scale)
             if stream is None:
                 stream = _add_video(out, "libx264", "yuv420p", lr_hw[1], lr_hw[0], fps, time_base, {})
-                stream.codec_context.options = {"preset": "medium", "crf": str(crf)}
+                stream.codec_context.options = {**stream.codec_context.options, "preset": "medium", "crf": str(crf)}
             lr = add_sensor_noise(imresize(hr, output_shape=lr_hw), noise_sigma,
                                   np.random.default_rng((seed, n)))
             frame = av.VideoFrame.from_ndarray(lr, format="rgb24").reformat(format="yuv420p")

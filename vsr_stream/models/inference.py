@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from vsr_stream.config import BranchConfig
+from vsr_stream.cpuinfo import this_cpu_flags
 from vsr_stream.errors import ConfigError, ModelInputError
 from vsr_stream.models.dtypes import learned_layers_to
 
@@ -126,12 +127,6 @@ def branch_card(branch: BranchConfig, scale: int) -> tuple[CardNumbers | None, s
 
 # ---------------------------------------------------------------- precision
 
-def cpu_flags(cpuinfo: str) -> frozenset[str]:
-    """The feature flags in the text of /proc/cpuinfo (x86 ``flags`` lines); empty when there are none."""
-    return frozenset(word for line in cpuinfo.splitlines() if line.startswith("flags") and ":" in line
-                     for word in line.split(":", 1)[1].split())
-
-
 def cpu_has_native_bf16(capability: str, flags: frozenset[str]) -> bool:
     """True if torch's CPU capability (``torch.backends.cpu.get_cpu_capability()``) names bf16 or AMX
     units, or the CPU flags include avx512_bf16 / amx_bf16. Without them bf16 matmuls are emulated
@@ -146,12 +141,8 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
         return torch.cuda.is_bf16_supported(including_emulation=False), torch.cuda.get_device_name(device)
     if device.type != "cpu":
         return False, device.type
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:  # not Linux: torch's capability string alone decides
-        cpuinfo = ""
-    capability = torch.backends.cpu.get_cpu_capability()
-    return cpu_has_native_bf16(capability, cpu_flags(cpuinfo)), capability
+    capability = torch.backends.cpu.get_cpu_capability()  # without /proc/cpuinfo, this alone decides
+    return cpu_has_native_bf16(capability, this_cpu_flags()), capability
 
 
 @dataclass(frozen=True)
