@@ -120,7 +120,8 @@ class BranchConfig(_Section):
     precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = Field(
         "auto", description="Arithmetic of the network. auto: bf16 where the device computes bf16 natively "
         "(CPU AVX512_BF16/AMX, CUDA) and the model's card records a bf16 cost of at most 0.02 dB on every "
-        "validation set, else fp32 (the choice and its reason are logged). fp16/bf16: half the memory traffic; "
+        "validation set, else fp32 (the choice and its reason are logged). fp16/bf16: the learned layers in half "
+        "precision, the bicubic skip, the sum and the colour transform in fp32; "
         "a half-precision batch whose output has NaN/Inf is run again in fp32 and counted. int8 (CPU only): "
         "the convolutions quantized after training, calibrated at load on built-in pictures.")
     layout: Literal["auto", "channels_last", "contiguous"] = Field(
