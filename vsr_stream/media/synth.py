@@ -133,7 +133,8 @@ def _add_video(out, codec, pix_fmt, width, height, fps, time_base, color):
     for name, value in color.items():
         setattr(stream.codec_context, name, value)
     if codec.startswith("libx264"):
-        stream.codec_context.options = {"preset": "ultrafast", "crf": "18", **x264_reproducible_options(this_cpu_flags())}
+        stream.codec_context.options = {"preset": "ultrafast", "crf": "18",
+                                        **x264_reproducible_options(this_cpu_flags())}
     return stream
 
 
