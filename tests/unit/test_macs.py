@@ -110,3 +110,17 @@ def test_tiled_overhead_of_one_tile_is_window_over_frame() -> None:
 def test_tiled_overhead_counts_context_of_every_tile() -> None:
     # 2x2 tiles of 50 px, each window 50 + 2*5 = 60 px on a side.
     assert tiled_overhead(tile_px=50, overlap_px=0, context_px=5, h=100, w=100) == pytest.approx(4 * 60 * 60 / 100**2)
+
+
+def test_einsum_counts_the_plain_contraction_and_refuses_an_ellipsis() -> None:
+    class Mix(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.einsum("ij,njhw->nihw", torch.ones(4, 3), x)
+
+    class Ellipsis(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.einsum("ij,nj...->ni...", torch.ones(4, 3), x)
+
+    assert count_macs(Mix(), torch.zeros(2, 3, 5, 7)) == 4 * 3 * 2 * 5 * 7
+    with pytest.raises(ModelInputError, match="ellipsis"):
+        count_macs(Ellipsis(), torch.zeros(2, 3, 5, 7))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vsr_stream.models import build_model
-from vsr_stream.models.macs import macs_per_output_pixel
+from vsr_stream.models.macs import count_macs, macs_per_output_pixel
 from vsr_stream.models.ychannel import YChannel, luma
 
 
@@ -83,3 +84,14 @@ def test_chroma_guide_lets_the_lr_chroma_shape_the_luma():
         torch.nn.init.normal_(guided.net.guide.weight, std=0.1)
         moved = (luma(guided(recoloured)) - luma(guided(x))).abs().max()
     assert same < 1e-5 < 1e-3 < moved  # a zero guide ignores chroma; a trained one reads it
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_the_colour_transforms_are_counted(scale):
+    """A luma net costs its network on Y, the bicubic chroma (16 taps x 2 channels per HR pixel)
+    and the two 3x3 colour matrices: RGB -> YCbCr per LR pixel, YCbCr -> RGB per HR pixel."""
+    model = build_model("fsrcnn-ps-56-y", scale, allow_random=True)
+    net_on_y = count_macs(model.net, torch.zeros(1, 1, 16, 20))
+    total = count_macs(model, torch.zeros(1, 3, 16, 20))
+    hr_px = 16 * 20 * scale * scale
+    assert total - net_on_y == 2 * 16 * hr_px + 9 * 16 * 20 + 9 * hr_px

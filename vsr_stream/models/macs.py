@@ -15,6 +15,8 @@ What counts, per forward pass (one MAC = one multiply and its accumulate):
 * ``F.interpolate``: the real work of the kernel per output element and channel: bicubic
   16 (a 4x4 tap window), bilinear 4, nearest 0. Upsampling only (antialiased downsampling
   has wider kernels and is refused).
+* ``torch.einsum`` of two or more operands (the luma nets' colour transforms, 3x3 per pixel):
+  the product of the sizes of all its indices, the multiply-adds of the plain contraction.
 * Free: activations (ReLU, PReLU, LeakyReLU), additions, scalar multiplies (residual
   scaling), PixelShuffle and other reshapes. They are memory traffic, not multiply-adds.
 
@@ -87,7 +89,8 @@ def conv_transpose_taps(in_px: int, out_px: int, kernel_px: int, stride: int, pa
 
 
 class _MacCounter(TorchFunctionMode):
-    """The running MAC total: layer hooks add to it, and while active it adds every ``F.interpolate``."""
+    """The running MAC total: layer hooks add to it, and while active it adds every ``F.interpolate``
+    and ``torch.einsum``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -98,7 +101,25 @@ class _MacCounter(TorchFunctionMode):
         out = func(*args, **kwargs)
         if func is F.interpolate:
             self.macs += _interpolate_taps(kwargs, args[0], out) * out.numel()
+        elif func is torch.einsum:
+            self.macs += _einsum_macs(args)
         return out
+
+
+def _einsum_macs(args: tuple) -> int:
+    """MACs of ``torch.einsum(equation, *operands)``: the product of every index's size (0 for one
+    operand, a permutation or a sum). Raises ModelInputError for an equation with an ellipsis."""
+    equation, operands = args[0], args[1:]
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    if "..." in equation:
+        raise ModelInputError(f"cannot count MACs of einsum {equation!r} (ellipsis)")
+    if len(operands) < 2:
+        return 0
+    sizes: dict[str, int] = {}
+    for spec, operand in zip(equation.replace(" ", "").split("->")[0].split(","), operands):
+        sizes.update(zip(spec, operand.shape))
+    return int(np.prod(list(sizes.values()), dtype=np.int64))
 
 
 def _interpolate_taps(kwargs: dict, x: torch.Tensor, out: torch.Tensor) -> int:
