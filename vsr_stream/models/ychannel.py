@@ -77,9 +77,10 @@ DESCRIPTORS = tuple(
 ) + tuple(
     # Deeper mappings for the same width, each at the scales where it still fits the
     # multiply-add budget of an RGB FSRCNN-56 (see docs/quality.md): m = 6 and 8 at every
-    # scale, m = 9 at x4 (1,453 of 1,506), m = 12 at x2 and x3 (at x4 it would cost 1,696),
-    # m = 14 at x2 (5,774 of 5,967). Narrower and deeper for the same budget (d = 40, made from
-    # the d = 56 nets by init_layers = "prune"): m = 12 at x4 (1,503), m = 14 at x3 (2,642 of 2,667).
+    # scale, m = 9 at x4 (1,462 of 1,506), m = 12 at x2 and x3 (at x4 it would cost 1,705),
+    # m = 14 at x2 (5,785 of 5,967). Narrower and deeper for the same budget (d = 40, made from
+    # the d = 56 nets by init_layers = "prune"): m = 12 at x4 (1,512: 6 over since the colour
+    # transforms are counted; not shipped), m = 14 at x3 (2,652 of 2,667).
     ModelDescriptor(
         name=f"fsrcnn-ps-{d}-m{m}-y", scales=scales, builder=partial(fsrcnn_ps_y, feature_channels=d, n_map_layers=m),
         learned=True, supports_half=True, receptive_radius_px=ps_receptive_radius_px(m), min_size_px=1,
