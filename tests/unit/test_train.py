@@ -218,6 +218,31 @@ def test_deepen_starts_a_deeper_mapping_from_the_shallower_function(tmp_path):
         deepened_state(read_weights(m4_weights), build_model("fsrcnn-ps-56-m6-y", 3, allow_random=True).state_dict())
 
 
+def test_deepen_adds_pointwise_mapping_layers_as_identities():
+    """The pointwise variants (m 3x3 + p 1x1 mapping layers) deepen from the m-layer net exactly,
+    cost p x 144 more MACs per LR pixel and see no further."""
+    import torch
+
+    from vsr_stream.models import build_model, get
+    from vsr_stream.models.fsrcnn import deepened_state, mapping_layers
+    from vsr_stream.models.macs import macs_per_output_pixel
+
+    torch.manual_seed(3)
+    m9 = build_model("fsrcnn-ps-56-m9-y", 4, allow_random=True)
+    for p in m9.parameters():  # trained-like PReLU slopes, so an identity layer must really be one
+        p.data += 0.05 * torch.randn_like(p)
+    pointwise = build_model("fsrcnn-ps-56-m9p4-y", 4, allow_random=True)
+    state = deepened_state(m9.state_dict(), pointwise.state_dict())
+    assert len(mapping_layers(state)) == 9 and len(mapping_layers(state, kernels=((3, 3), (1, 1)))) == 13
+    pointwise.load_state_dict(state)
+    x = torch.rand(1, 3, 20, 24)
+    with torch.no_grad():
+        assert torch.equal(m9(x), pointwise(x))
+    extra = macs_per_output_pixel(pointwise, 4) - macs_per_output_pixel(m9, 4)
+    assert extra == pytest.approx(4 * 12 * 12 / 16, abs=1e-9)
+    assert get("fsrcnn-ps-56-m9p4-y").receptive_radius_px == get("fsrcnn-ps-56-m9-y").receptive_radius_px
+
+
 def test_prune_starts_a_narrower_net_from_a_wider_ones_strongest_channels(tmp_path):
     """init_layers = 'prune': a trained d = 56 net cut to d = 36 on the run's patches is closer to
     the wide net than the cut by weight magnitude alone; it trains, and its card says how it began."""

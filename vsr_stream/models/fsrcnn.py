@@ -85,11 +85,12 @@ class FSRCNNPS(nn.Module):
         n_map_layers: int = N_MAP_LAYERS,
         image_channels: int = 3,
         guide_channels: int = 0,
+        n_point_layers: int = 0,
     ) -> None:
         super().__init__()
         self.scale, self.image_channels = scale, image_channels
         self.skip = Bicubic(scale)
-        self.body = _body(feature_channels, shrink_channels, n_map_layers, image_channels)
+        self.body = _body(feature_channels, shrink_channels, n_map_layers, image_channels, n_point_layers)
         self.tail = nn.Conv2d(feature_channels, image_channels * scale * scale, 3, padding=1)
         self.shuffle = nn.PixelShuffle(scale)
         _init_body_as_paper(self.body)
@@ -114,12 +115,17 @@ class FSRCNNPS(nn.Module):
         return self.shuffle(self.tail(features)).to(x.dtype) + self.skip(image)
 
 
-def _body(feature_channels: int, shrink_channels: int, n_map_layers: int, image_channels: int = 3) -> nn.Sequential:
-    """Feature extraction, shrink, mapping and expand layers, each followed by a PReLU."""
+def _body(feature_channels: int, shrink_channels: int, n_map_layers: int, image_channels: int = 3,
+          n_point_layers: int = 0) -> nn.Sequential:
+    """Feature extraction, shrink, mapping and expand layers, each followed by a PReLU. The
+    mapping is ``n_map_layers`` 3x3 convs, then ``n_point_layers`` 1x1 ones (s -> s): per-pixel
+    depth at 1/9 of a 3x3 layer's multiply-adds, no wider receptive field."""
     d, s = feature_channels, shrink_channels
     layers = [*_conv_prelu(image_channels, d, 5), *_conv_prelu(d, s, 1)]
     for _ in range(n_map_layers):
         layers += _conv_prelu(s, s, 3)
+    for _ in range(n_point_layers):
+        layers += _conv_prelu(s, s, 1)
     layers += _conv_prelu(s, d, 1)
     return nn.Sequential(*layers)
 
@@ -131,7 +137,8 @@ def deepened_state(source: Mapping[str, torch.Tensor], target: Mapping[str, torc
     """``source``'s FSRCNN weights made to fit ``target``, a deeper mapping of the same body.
 
     Net2Net's identity layers: the extra mapping layers go after the last trained one, each a
-    3x3 conv whose kernel passes channel c to channel c (centre tap 1, the rest and the bias 0)
+    conv of ``target``'s kernel there (3x3, or 1x1 for pointwise mapping layers) that passes
+    channel c to channel c (centre tap 1, the rest and the bias 0)
     and a PReLU of slope 1, so the deeper network computes exactly what ``source`` did and
     training starts from there. Every other tensor (feature, shrink, expand, tail, skip) is
     carried over; the expand layer moves down by the added layers.
@@ -141,7 +148,7 @@ def deepened_state(source: Mapping[str, torch.Tensor], target: Mapping[str, torc
     """
     prefix = fsrcnn_body(target, "the model", "deepen")
     fsrcnn_body(source, "the weights", "deepen")
-    src_map, tgt_map = mapping_layers(source), mapping_layers(target)
+    src_map, tgt_map = mapping_layers(source, kernels=((3, 3), (1, 1))), mapping_layers(target, kernels=((3, 3), (1, 1)))
     if len(tgt_map) <= len(src_map):
         raise ConfigError(f"cannot deepen: the weights have {len(src_map)} mapping layer(s), the model "
                           f"{len(tgt_map)}; 'deepen' needs a shallower FSRCNN of the same widths")
@@ -241,12 +248,14 @@ def fsrcnn_body(state: Mapping[str, torch.Tensor], what: str, action: str, tail:
     raise ConfigError(f"cannot {action}: {what} {'are' if what.endswith('s') else 'is'} not {kind}")
 
 
-def mapping_layers(state: Mapping[str, torch.Tensor]) -> list[int]:
-    """Body indices of the mapping convs: square 3x3 convs (s -> s) after the shrink layer."""
+def mapping_layers(state: Mapping[str, torch.Tensor], kernels: tuple[tuple[int, int], ...] = ((3, 3),)) -> list[int]:
+    """Body indices of the mapping convs: convs s -> s after the shrink layer, of the ``kernels``
+    sizes (by default the 3x3 ones; ``(1, 1)`` adds the pointwise mapping layers)."""
     found = []
     for key, value in state.items():
         m = _BODY_KEY.match(key)
-        if m and m["param"] == "weight" and value.ndim == 4 and value.shape[2:] == (3, 3) and value.shape[0] == value.shape[1]:
+        if (m and m["param"] == "weight" and value.ndim == 4 and tuple(value.shape[2:]) in kernels
+                and value.shape[0] == value.shape[1]):
             found.append(int(m["index"]))
     return sorted(found)
 

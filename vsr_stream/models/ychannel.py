@@ -54,8 +54,9 @@ class YChannel(nn.Module):
         return torch.einsum("ij,njhw->nihw", self.to_rgb.to(x.dtype), up)
 
 
-def fsrcnn_ps_y(scale: int, feature_channels: int, n_map_layers: int = N_MAP_LAYERS) -> YChannel:
-    return YChannel(FSRCNNPS(scale, feature_channels, n_map_layers=n_map_layers, image_channels=1), scale)
+def fsrcnn_ps_y(scale: int, feature_channels: int, n_map_layers: int = N_MAP_LAYERS, n_point_layers: int = 0) -> YChannel:
+    return YChannel(FSRCNNPS(scale, feature_channels, n_map_layers=n_map_layers, image_channels=1,
+                             n_point_layers=n_point_layers), scale)
 
 
 def fsrcnn_ps_yc(scale: int, feature_channels: int, n_map_layers: int) -> YChannel:
@@ -99,6 +100,17 @@ DESCRIPTORS = tuple(
         description=f"FSRCNN-PS d={d}, m={m} on BT.601 luma guided by the LR chroma, bicubic chroma", family="fsrcnn",
     )
     for d, m, scales in ((56, 9, (4,)), (56, 12, (2, 3)))
+) + tuple(
+    # The default nets with p pointwise (1x1, 12 -> 12) mapping layers after the 3x3 ones, in the
+    # budget left over: x4 m = 9 + 4 (1,498 of 1,506), x3 m = 12 + 4 (2,659 of 2,667); made from
+    # the default nets by init_layers = "deepen" (identity 1x1 layers).
+    ModelDescriptor(
+        name=f"fsrcnn-ps-{d}-m{m}p{p}-y", scales=scales,
+        builder=partial(fsrcnn_ps_y, feature_channels=d, n_map_layers=m, n_point_layers=p),
+        learned=True, supports_half=True, receptive_radius_px=ps_receptive_radius_px(m), min_size_px=1,
+        description=f"FSRCNN-PS d={d}, m={m} + {p} pointwise on BT.601 luma, bicubic chroma", family="fsrcnn",
+    )
+    for d, m, p, scales in ((56, 9, 4, (4,)), (56, 12, 4, (3,)))
 ) + tuple(
     ModelDescriptor(
         name=f"edsr-b{b}c{c}-y", scales=SCALES, builder=partial(edsr_y, blocks=b, channels=c),
