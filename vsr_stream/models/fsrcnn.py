@@ -130,6 +130,7 @@ def _body(feature_channels: int, shrink_channels: int, n_map_layers: int, image_
     return nn.Sequential(*layers)
 
 
+_ANY_MAPPING = ((3, 3), (1, 1))  # the 3x3 mapping layers and the pointwise ones
 _BODY_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?body)\.(?P<index>\d+)\.(?P<param>weight|bias)$")
 
 
@@ -148,7 +149,7 @@ def deepened_state(source: Mapping[str, torch.Tensor], target: Mapping[str, torc
     """
     prefix = fsrcnn_body(target, "the model", "deepen")
     fsrcnn_body(source, "the weights", "deepen")
-    src_map, tgt_map = mapping_layers(source, kernels=((3, 3), (1, 1))), mapping_layers(target, kernels=((3, 3), (1, 1)))
+    src_map, tgt_map = (mapping_layers(state, kernels=_ANY_MAPPING) for state in (source, target))
     if len(tgt_map) <= len(src_map):
         raise ConfigError(f"cannot deepen: the weights have {len(src_map)} mapping layer(s), the model "
                           f"{len(tgt_map)}; 'deepen' needs a shallower FSRCNN of the same widths")
