@@ -160,6 +160,20 @@ def bicubic_upscaler(scale: int) -> Upscaler:
     return lambda lr: imresize(np.asarray(lr, dtype=np.uint8), float(scale))
 
 
+def network_upscaler(net: Any) -> Upscaler:
+    """A torch network (float NCHW RGB in [0, 1] in, the same scaled up out) run on whole
+    uint8 images, grey in, grey out (a grey image goes in as three equal channels)."""
+    import torch  # only when a network is scored
+
+    @torch.inference_mode()
+    def run(lr: np.ndarray) -> np.ndarray:
+        rgb = np.repeat(lr[:, :, None], 3, axis=2) if lr.ndim == 2 else lr
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255
+        sr = net(x).float().clamp(0, 1).mul(255).round().byte()[0].permute(1, 2, 0).numpy()
+        return sr[:, :, 0].copy() if lr.ndim == 2 else sr
+    return run
+
+
 def pipeline_upscale_all(lrs: dict[str, np.ndarray], config: Any, scale: int,
                          overrides: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Upscale every image of ``lrs`` through one run of the full pipeline (``vsr_stream.upscale``

@@ -80,7 +80,7 @@ def card_numbers(model: str, scale: int, weights: Path, scores: dict[str, dict[s
 
 def _scores(model: str, scale: int, weights: Path, root: str | None) -> dict[str, dict[str, Any]]:
     """Whole-image {set: {fp32: (psnr, ssim), bf16: (psnr, ssim)}} at the run's scale; {} without sr-val."""
-    from vsr_stream.quality.evaluate import evaluate_pairs, load_sr_val
+    from vsr_stream.quality.evaluate import evaluate_pairs, load_sr_val, network_upscaler
 
     if not root or not (Path(root) / "Set5").is_dir():
         return {}
@@ -90,20 +90,10 @@ def _scores(model: str, scale: int, weights: Path, root: str | None) -> dict[str
         row = {}
         for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             net = learned_layers_to(build_model(model, scale, weights=weights), dtype)  # as a bf16 branch runs it
-            r = evaluate_pairs(pairs, _whole_image(net), scale, set_name=set_name, method=label)
+            r = evaluate_pairs(pairs, network_upscaler(net), scale, set_name=set_name, method=label)
             row[label] = (r.mean_psnr_db, r.mean_ssim)
         out[set_name] = row
     return out
-
-
-def _whole_image(net: torch.nn.Module):
-    @torch.inference_mode()
-    def run(lr: np.ndarray) -> np.ndarray:
-        rgb = np.repeat(lr[:, :, None], 3, axis=2) if lr.ndim == 2 else lr
-        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
-        sr = net(x).float().clamp(0, 1).mul(255).round().byte()[0].permute(1, 2, 0).numpy()
-        return sr[:, :, 0].copy() if lr.ndim == 2 else sr
-    return run
 
 
 def render_card(cfg: TrainConfig, config_path: str, branch: int, stem: str, weights: Path,

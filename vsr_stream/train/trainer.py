@@ -24,6 +24,7 @@ from vsr_stream.models.ensemble import with_self_ensemble
 from vsr_stream.models.fsrcnn import deepened_state, pruned_state
 from vsr_stream.models.registry import weights_file
 from vsr_stream.models.ychannel import YChannel, luma
+from vsr_stream.quality.evaluate import network_upscaler
 from vsr_stream.quality.metrics import psnr_y
 from vsr_stream.train.data import load_pictures, patch_bank, sample_batch, scored
 from vsr_stream.train.prune import prune_into, twin_of
@@ -236,11 +237,8 @@ def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
 def validate(net: torch.nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], scale: int) -> float:
     """Mean Y-PSNR (dB, ``scale`` px shaved) of the network on whole validation images."""
     net.eval()
-    scores = []
-    for lr, hr in pairs:
-        x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255
-        sr = net(x).clamp(0, 1).mul(255).round().byte()[0].permute(1, 2, 0).numpy()
-        scores.append(psnr_y(sr, hr, scale))
+    run = network_upscaler(net)
+    scores = [psnr_y(run(lr), hr, scale) for lr, hr in pairs]
     net.train()
     return float(np.mean(scores))
 
