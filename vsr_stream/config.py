@@ -424,6 +424,9 @@ class TrainConfig(_Section):
         0, ge=0, description="LR pixels of real picture around each training patch that the network sees and the "
         "loss does not score, as tiling.context_px around a tile at inference: the loss then teaches the tiled "
         "condition instead of the zero padding at every patch edge (about the receptive radius; costs compute).")
+    hr_downscales: list[float] = Field(
+        default_factory=list, description="Scale augmentation (FSRCNN, VDSR): every HR picture also enters "
+        "made smaller by each of these factors (MATLAB bicubic), its LR made from that, e.g. [0.9, 0.8, 0.7, 0.6].")
     batch: int = Field(32, ge=1, description="Patches per step.")
     vsp_threshold: int = Field(0, ge=0, description="VSP threshold for TVAT (as classify.vsp_threshold).")
     class_quantiles: list[float] = Field(
@@ -445,6 +448,8 @@ class TrainConfig(_Section):
                              f"expected {len(self.branches) - 1}")
         if any(not 0 < v < 1 for v in q) or sorted(q) != q:
             raise ValueError(f"class_quantiles must be ascending and inside (0, 1), got {q}")
+        if any(not 0 < f < 1 for f in self.hr_downscales):
+            raise ValueError(f"hr_downscales must each be inside (0, 1) (smaller copies), got {self.hr_downscales}")
         return self
 
 

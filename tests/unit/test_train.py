@@ -410,3 +410,40 @@ def test_a_luma_loss_on_an_rgb_network_is_refused_before_training(tmp_path):
     with pytest.raises(ConfigError, match="luma network"):
         run_training(load_train_config(cfg), show_progress=False)
     assert not (tmp_path / "runs" / "t" / "branch0" / "ckpt.pt").exists()
+
+
+def test_scale_augmentation_adds_smaller_copies_of_every_picture(tmp_path):
+    from vsr_stream.quality.imresize import imresize
+    from vsr_stream.train.data import downscaled_copies, patch_bank
+
+    hr = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    copies = downscaled_copies(hr, [0.75, 0.5])
+    assert [c.shape for c in copies] == [(96, 128, 3), (72, 96, 3), (48, 64, 3)]
+    assert copies[0] is hr and np.array_equal(copies[2], imresize(hr, 0.5))
+    plain = patch_bank(load_train_config(_cfg(tmp_path, 5)), np.random.default_rng(0))
+    aug = patch_bank(load_train_config({**_cfg(tmp_path, 5), "hr_downscales": [0.75, 0.5]}), np.random.default_rng(0))
+    assert [p.hr.shape for p in aug.pictures[:3]] == [(96, 128, 3), (72, 96, 3), (48, 64, 3)]
+    assert len(aug.pictures) == 3 * len(plain.pictures)
+    for p in aug.pictures:  # each copy's LR is made from that copy, not from the original
+        assert np.array_equal(p.lr, imresize(p.hr, 1 / 2))
+    # patches are drawn in proportion to area: the copies get their share, the originals the rest
+    counts = np.bincount(aug.pic % 3, minlength=3) / len(aug.pic)
+    areas = np.array([37 * 53, 25 * 37, 13 * 21], float)  # positions of a 12-px patch in 48x64, 36x48, 24x32 LR
+    assert np.allclose(counts, areas / areas.sum(), atol=0.03)
+
+
+def test_scale_augmentation_trains_and_the_card_says_so(tmp_path):
+    from vsr_stream.train.card import ship
+
+    cfg = load_train_config({**_cfg(tmp_path, 30), "hr_downscales": [0.8]})
+    run_training(cfg, show_progress=False)
+    log = _log(tmp_path)
+    assert log[-1]["loss"] < log[0]["loss"]
+    card = ship(cfg, "my.toml", 0, "tiny_x2", dest=tmp_path / "ship").read_text()
+    assert "each picture also made smaller by 0.8 (scale augmentation)" in card
+
+
+@pytest.mark.parametrize("factors", [[1.0], [0.0], [1.5], [-0.5]])
+def test_scale_augmentation_only_makes_smaller_copies(tmp_path, factors):
+    with pytest.raises(ConfigError, match="hr_downscales"):
+        load_train_config({**_cfg(tmp_path, 5), "hr_downscales": factors})

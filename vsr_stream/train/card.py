@@ -128,7 +128,10 @@ def render_card(cfg: TrainConfig, config_path: str, branch: int, stem: str, weig
         + (f" scored inside {cfg.context_px} LR px of seen context" if cfg.context_px else "") + ", "
         "random flips and rotations"
         + _start(b) + _distilled(b) + ".",
-        "- Data: " + ", ".join(f"`{d}`" for d in cfg.data) + "; LR made with MATLAB-style antialiased "
+        "- Data: " + ", ".join(f"`{d}`" for d in cfg.data)
+        + (", each picture also made smaller by " + ", ".join(f"{f:g}" for f in cfg.hr_downscales)
+           + " (scale augmentation)" if cfg.hr_downscales else "")
+        + "; LR made with MATLAB-style antialiased "
         "bicubic (`vsr_stream.quality.imresize`). No validation or test image was trained on.",
         f"- Wall time: {last['elapsed_s'] / 60:.1f} min on a 2-core CPU (no GPU).",
         *_earlier_stage(b.init),

@@ -82,10 +82,19 @@ def make_picture(hr: np.ndarray, scale: int, vsp_threshold: int) -> Picture:
     return Picture(hr, lr, sat)
 
 
+def downscaled_copies(hr: np.ndarray, factors: list[float]) -> list[np.ndarray]:
+    """``hr`` and, for each factor, ``hr`` made smaller by MATLAB bicubic ``imresize(hr, factor)``:
+    scale augmentation as FSRCNN and VDSR train it. A smaller copy packs the same content into fewer
+    pixels, so its patches hold more detail per pixel than the original's."""
+    return [hr] + [imresize(hr, f) for f in factors]
+
+
 def load_pictures(sources: list[str], scale: int, vsp_threshold: int, video_frame_step: int,
-                  min_lr_px: int) -> list[Picture]:
-    """Training pictures at ``scale``; pictures whose LR is smaller than ``min_lr_px`` are skipped."""
-    pictures = [make_picture(hr, scale, vsp_threshold) for hr in read_sources(sources, video_frame_step)]
+                  min_lr_px: int, downscales: list[float] | None = None) -> list[Picture]:
+    """Training pictures at ``scale``, each source picture also at each of ``downscales``
+    (:func:`downscaled_copies`); pictures whose LR is smaller than ``min_lr_px`` are skipped."""
+    pictures = [make_picture(h, scale, vsp_threshold) for hr in read_sources(sources, video_frame_step)
+                for h in downscaled_copies(hr, downscales or [])]
     kept = [p for p in pictures if min(p.lr.shape[:2]) >= min_lr_px]
     if not kept:
         raise SourceError(f"no training picture has an LR side of at least {min_lr_px} px in {sources}")
@@ -127,7 +136,7 @@ def patch_bank(cfg: TrainConfig, rng: np.random.Generator) -> PatchBank:
     """The run's candidate patches: the trainer draws its batches from it and the class thresholds
     come from its TVAT quantiles (the same positions for the same seed)."""
     span = cfg.lr_patch_px + 2 * cfg.context_px
-    pictures = load_pictures(cfg.data, cfg.scale, cfg.vsp_threshold, cfg.video_frame_step, span)
+    pictures = load_pictures(cfg.data, cfg.scale, cfg.vsp_threshold, cfg.video_frame_step, span, cfg.hr_downscales)
     return PatchBank(pictures, cfg.lr_patch_px, cfg.patch_pool, rng, cfg.context_px)
 
 
