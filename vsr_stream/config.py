@@ -129,8 +129,8 @@ class BranchConfig(_Section):
         "convolutions) or contiguous (NCHW); auto picks by model family and device (rule and measurements in "
         "vsr_stream/models/inference.py).")
     freeze: bool = Field(
-        True, description="CPU, fp32: run the network as a frozen TorchScript trace optimised for inference "
-        "(oneDNN fuses and prepacks the layers; same output, ~15% faster); false runs it eagerly.")
+        True, description="CPU, fp32: run the network as a frozen TorchScript trace "
+        "(parameters folded in as constants; same output, as fast or faster); false runs it eagerly.")
     self_ensemble: bool = Field(
         False, description="Average the 8 flips/rotations of each tile (EDSR's geometric self-ensemble): "
         "better quality for 8x the work.")
