@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}
 HALF_PRECISIONS = ("fp16", "bf16")
 MAX_BF16_COST_DB = 0.02  # "auto" takes bf16 only if the card's |bf16 - fp32| PSNR is at most this on every set
+WIDE_CHANNELS = 32  # a layer with at least this many channels in and out does enough arithmetic per byte ...
+MIN_WIDE_SHARE = 0.5  # ... and "auto" takes bf16 on a CPU only for a network with this share of its MACs in such layers
 _NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # /proc/cpuinfo flags of bf16 arithmetic units
 _PEAKS = {torch.uint8: 255.0, torch.uint16: 65535.0}  # full-scale value of each pixel dtype
 
@@ -153,12 +155,44 @@ class PrecisionChoice:
     reason: str
 
 
+def wide_share(module: torch.nn.Module) -> float:
+    """Share of ``module``'s learned-layer multiply-adds (on a 32x32 input) in layers with at least
+    :data:`WIDE_CHANNELS` channels in (per group) and out; 0.0 for a network without learned layers."""
+    from vsr_stream.models.macs import layer_macs
+
+    layers = layer_macs(module, torch.zeros(1, 3, 32, 32)).values()
+    total = sum(macs for _, macs in layers)
+    wide = sum(macs for layer, macs in layers
+               if min(layer_channels(layer)) >= WIDE_CHANNELS)
+    return wide / total if total else 0.0
+
+
+def layer_channels(layer: torch.nn.Module) -> tuple[int, int]:
+    """(input channels each output reads, output channels) of a convolution or linear layer."""
+    if isinstance(layer, torch.nn.Linear):
+        return layer.in_features, layer.out_features
+    return layer.in_channels // layer.groups, layer.out_channels
+
+
 def choose_auto_precision(device_type: str, native: bool, hardware: str, card: CardNumbers | None,
-                          no_card: str = "no model card") -> PrecisionChoice:
+                          no_card: str = "no model card", *, wide: float | None) -> PrecisionChoice:
     """The "auto" precision, a pure function: bf16 only if the device (``device_type`` 'cpu'/'cuda')
-    computes it natively (``native``; ``hardware`` names what it has) and ``card`` records a bf16
-    cost of at most :data:`MAX_BF16_COST_DB` (absolute) on every validation set; fp32 otherwise,
-    with ``no_card`` as the reason when ``card`` is None."""
+    computes it natively (``native``; ``hardware`` names what it has), ``card`` records a bf16 cost
+    of at most :data:`MAX_BF16_COST_DB` (absolute) on every validation set, and, on a CPU, the
+    network has at least :data:`MIN_WIDE_SHARE` of its multiply-adds in wide layers (``wide``, from
+    :func:`wide_share`; read only when the rest allows bf16, None otherwise); fp32 otherwise, with
+    ``no_card`` as the reason when ``card`` is None.
+
+    Why the width rule (AVX-512 BF16 EPYC, torch 2.13, 2 threads, ``BranchModel.upscale`` of one
+    320x180 frame / 16 88x88 windows at x4, median of 11 interleaved runs, fp32 as a branch runs
+    it, frozen): bf16 time over fp32 time was 1.41 / 1.35 for FSRCNN-PS-56-M9P4-Y, 1.27 / 1.20 for
+    FSRCNN-PS-56-Y, 1.53 / 1.23 for FSRCNN-PS-16-Y and 1.35 / 1.36 for FSRCNN-PS-56-M12-Y at x3
+    (every layer under 32 channels on one side: the 1-channel input, the 12-channel mapping; bound
+    by memory traffic, which bf16 does not shrink enough to pay for its casts), but 0.50 / 0.58 for
+    EDSR-B6C32 and 0.63 / 0.72 for EDSR-B6C32-Y (32-channel bodies). FSRCNN-56's transposed-conv
+    tail (56 → 3) was the one thin network bf16 sped up, 0.98 / 0.85: fp32 gives that up for the
+    exact numerics.
+    """
     if not native:
         where = "CPU" if device_type == "cpu" else "device"
         return PrecisionChoice("fp32", f"this {where} has no native bf16: {hardware}")
@@ -170,6 +204,11 @@ def choose_auto_precision(device_type: str, native: bool, hardware: str, card: C
     cost = card.bf16_cost_db[worst]
     if abs(cost) > MAX_BF16_COST_DB:
         return PrecisionChoice("fp32", f"bf16 costs {cost:+.3f} dB on {worst}, over the {MAX_BF16_COST_DB} dB limit")
+    if device_type == "cpu" and wide is None:
+        raise ValueError("choose_auto_precision on a CPU needs the network's wide share")
+    if device_type == "cpu" and wide < MIN_WIDE_SHARE:
+        return PrecisionChoice("fp32", f"thin layers: {wide:.0%} of its multiply-adds in layers of "
+                               f"{WIDE_CHANNELS}+ channels, which bf16 does not speed up on a CPU")
     return PrecisionChoice("bf16", f"native bf16 ({hardware}), bf16 cost at most {abs(cost):.3f} dB on every set")
 
 
@@ -177,9 +216,13 @@ def resolve_precision(branch: BranchConfig, scale: int, device: torch.device) ->
     """The branch's precision with "auto" resolved (logged at INFO with its reason); others as given."""
     if branch.precision != "auto":
         return branch.precision
+    from vsr_stream.models.registry import untrained_model
+
     native, hardware = native_bf16(device)
     card, no_card = branch_card(branch, scale) if native else (None, "")
-    choice = choose_auto_precision(device.type, native, hardware, card, no_card)
+    # the width needs a forward pass: only where it decides
+    wide = wide_share(untrained_model(branch.model, scale)) if native and card and device.type == "cpu" else None
+    choice = choose_auto_precision(device.type, native, hardware, card, no_card, wide=wide)
     log.info("%s x%d: %s (%s)", branch.model, scale, choice.precision, choice.reason)
     return choice.precision
 

@@ -67,6 +67,27 @@ def count_macs(module: nn.Module, x: torch.Tensor) -> int:
     return counter.macs
 
 
+def layer_macs(module: nn.Module, x: torch.Tensor) -> dict[str, tuple[nn.Module, int]]:
+    """Each learned layer's (convolution, transposed convolution, linear) MACs in ``module(x)``, by
+    layer name, as the module docstring counts them; layers the pass does not run are left out."""
+    learned = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+    found: dict[str, tuple[nn.Module, int]] = {}
+
+    def hook(name: str):
+        def record(layer: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+            found[name] = (layer, found.get(name, (layer, 0))[1] + _layer_macs(layer, inputs[0], out))
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in module.named_modules() if isinstance(m, learned)]
+    try:
+        with torch.no_grad():
+            module(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found
+
+
 def tiled_overhead(tile_px: int, overlap_px: int, context_px: int, h: int, w: int) -> float:
     """Work factor of tiling an ``h x w`` frame: (sum over tiles of window area) / (h * w).
 
