@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -61,8 +62,26 @@ class RtspServer:
             err = self.stop()
             raise RuntimeError(f"the RTSP test server did not start: {line} {err}")
         self.port = int(line[0].split()[1])
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5):
-            pass  # it accepts connections
+        self._wait_until_serving("cam")
+
+    def _wait_until_serving(self, mount: str) -> None:
+        """Ask for ``mount``'s description until the server answers 200. The first DESCRIBE of a
+        fresh server builds its first pipeline (x264 and libav loaded, then prerolled); under load
+        that first answer can be an error status (FFmpeg then reports "Invalid data found"), which
+        is the server warming up, not what the tests test."""
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        status = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                status = describe_status(self.url(mount))
+            except OSError as e:
+                status = f"{type(e).__name__}: {e}"
+            if status.startswith("RTSP/1.0 200"):
+                return
+            time.sleep(0.2)
+        err = self.stop()
+        raise RuntimeError(f"the RTSP test server did not serve /{mount} within {_START_TIMEOUT_S} s "
+                           f"(last answer: {status}) {err}")
 
     def stop(self) -> str:
         """Kill the server (SIGKILL: like a camera losing power); returns its stderr."""
@@ -76,6 +95,30 @@ class RtspServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def describe_status(url: str) -> str:
+    """The status line of the server's answer to one RTSP DESCRIBE of ``url`` (its body is read and
+    dropped, then the connection closed, so a per-client pipeline is torn down again)."""
+    host_port = url.split("/")[2]
+    host, port = host_port.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n".encode())
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = next((int(v) for k, _, v in (h.partition(":") for h in lines[1:]) if k.lower() == "content-length"), 0)
+        while len(body) < length:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            body += chunk
+        return lines[0]
 
 
 @pytest.fixture
