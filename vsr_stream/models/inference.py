@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 import logging
+import threading
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ WIDE_CHANNELS = 32  # a layer with at least this many channels in and out does e
 MIN_WIDE_SHARE = 0.5  # ... and "auto" takes bf16 on a CPU only for a network with this share of its MACs in such layers
 _NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # /proc/cpuinfo flags of bf16 arithmetic units
 _PEAKS = {torch.uint8: 255.0, torch.uint16: 65535.0}  # full-scale value of each pixel dtype
+_FREEZE_LOCK = threading.Lock()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -284,7 +286,9 @@ def freeze_for_cpu(module: torch.nn.Module) -> torch.jit.ScriptModule:
     so one trace on a small float32 input serves every window size (tested against eager).
     """
     example = torch.rand(1, 3, 24, 24)
-    with torch.no_grad(), warnings.catch_warnings():
+    # catch_warnings swaps the process-wide filter list: branches set up in threads take turns, or
+    # one thread's exit restores the filters while another is still tracing
+    with _FREEZE_LOCK, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes read as constants: the channels
         # TorchScript is deprecated for torch.compile, which needs a compiler at run time and
         # recompiles per window shape; TorchScript still works throughout torch < 2.15
