@@ -157,12 +157,13 @@ class PrecisionChoice:
     reason: str
 
 
-def wide_share(module: torch.nn.Module) -> float:
-    """Share of ``module``'s learned-layer multiply-adds (on a 32x32 input) in layers with at least
-    :data:`WIDE_CHANNELS` channels in (per group) and out; 0.0 for a network without learned layers."""
+def wide_share(module: torch.nn.Module, size_px: int = 32) -> float:
+    """Share of ``module``'s learned-layer multiply-adds (on a ``size_px`` square input) in layers with
+    at least :data:`WIDE_CHANNELS` channels in (per group) and out; 0.0 for a network without learned
+    layers."""
     from vsr_stream.models.macs import layer_macs
 
-    layers = layer_macs(module, torch.zeros(1, 3, 32, 32)).values()
+    layers = layer_macs(module, torch.zeros(1, 3, size_px, size_px)).values()
     total = sum(macs for _, macs in layers)
     wide = sum(macs for layer, macs in layers
                if min(layer_channels(layer)) >= WIDE_CHANNELS)
@@ -218,12 +219,13 @@ def resolve_precision(branch: BranchConfig, scale: int, device: torch.device) ->
     """The branch's precision with "auto" resolved (logged at INFO with its reason); others as given."""
     if branch.precision != "auto":
         return branch.precision
-    from vsr_stream.models.registry import untrained_model
+    from vsr_stream.models.registry import get, untrained_model
 
     native, hardware = native_bf16(device)
     card, no_card = branch_card(branch, scale) if native else (None, "")
-    # the width needs a forward pass: only where it decides
-    wide = wide_share(untrained_model(branch.model, scale)) if native and card and device.type == "cpu" else None
+    wide = None  # the width needs a forward pass: measured only where it decides
+    if native and card and device.type == "cpu":
+        wide = wide_share(untrained_model(branch.model, scale), max(32, get(branch.model).min_size_px))
     choice = choose_auto_precision(device.type, native, hardware, card, no_card, wide=wide)
     log.info("%s x%d: %s (%s)", branch.model, scale, choice.precision, choice.reason)
     return choice.precision
