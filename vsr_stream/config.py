@@ -373,7 +373,10 @@ class TrainBranchConfig(_Section):
     lr: float = Field(1e-3, gt=0, description="Adam learning rate after the warmup (cosine decay to lr_final_ratio × lr).")
     warmup_steps: int = Field(0, ge=0, description="Steps of linear learning-rate warmup before the cosine decay "
                               "(for a fine-tune: a fresh optimiser's first full-size updates undo some of its init).")
-    init: str | None = Field(None, description="Weights to start from (fine-tuning), e.g. a one-model run's result.")
+    init: str | list[str] | None = Field(
+        None, description="Weights to start from (fine-tuning), e.g. a one-model run's result. A list of "
+        "two or more: their uniform average, a model soup (Wortsman et al. 2022) of fine-tunes of one network "
+        "from the same start; with steps = 0 the soup itself is the branch's result.")
     init_layers: Literal["all", "matching", "deepen", "prune"] = Field(
         "all", description="'all': init must fit the model exactly; 'matching': take only the tensors whose "
         "name and shape fit (e.g. another scale's body) and initialise the rest as usual; 'deepen': init is "
@@ -401,6 +404,10 @@ class TrainBranchConfig(_Section):
     def _untrained_needs_init(self) -> "TrainBranchConfig":
         if self.teacher is None and self.teacher_model is not None:
             raise ValueError(f"branch {self.model!r}: teacher_model = {self.teacher_model!r} needs teacher weights")
+        if isinstance(self.init, list) and (len(self.init) < 2 or self.init_layers != "all"):
+            raise ValueError(f"branch {self.model!r}: a list init is a soup of two or more weights files that each "
+                             f"fit the model (init_layers = 'all'); got {len(self.init)} file(s) with "
+                             f"init_layers = {self.init_layers!r}")
         if self.steps == 0 and self.init is None:
             raise ValueError(f"branch {self.model!r} has steps = 0 and no init: it would ship untrained weights")
         if self.steps and self.warmup_steps >= self.steps:

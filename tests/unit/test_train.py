@@ -188,6 +188,71 @@ def test_a_zero_step_branch_keeps_its_init(tmp_path):
         load_train_config({**cfg, "branches": [{**cfg["branches"][0], "steps": 0}]})
 
 
+
+def test_a_soup_is_the_mean_of_its_runs_and_ships_with_a_card_that_says_so(tmp_path):
+    """init = [a, b] with steps = 0: the branch is the element-wise mean of two fine-tunes (a model
+    soup), and unlike a kept init it ships, its card naming both runs."""
+    from safetensors.torch import load_file
+
+    from vsr_stream.train.card import ship
+
+    cfg = _cfg(tmp_path, 10)
+    run_training(load_train_config(cfg), show_progress=False)
+    start = str(tmp_path / "runs" / "t" / "branch0" / "weights.safetensors")
+    ends = []
+    for name, seed in (("a", 1), ("b", 2)):
+        run = {**cfg, "name": name, "seed": seed, "branches": [{**cfg["branches"][0], "init": start}]}
+        run_training(load_train_config(run), show_progress=False)
+        ends.append(str(tmp_path / "runs" / name / "branch0" / "weights.safetensors"))
+    soup_cfg = load_train_config({**cfg, "name": "s", "branches": [{"model": "fsrcnn-ps-16", "steps": 0, "init": ends}]})
+    summary = run_training(soup_cfg, show_progress=False)
+    assert summary["branches"][0]["step"] == 0
+    a, b, soup = (load_file(p) for p in (*ends, tmp_path / "runs" / "s" / "branch0" / "weights.safetensors"))
+    assert any(not (a[k] == b[k]).all() for k in a)  # two different runs, so the mean is neither
+    for key in a:
+        assert (soup[key] - (a[key] + b[key]) / 2).abs().max() < 1e-6, key
+    text = ship(soup_cfg, "soup.toml", 0, "soup_x2", dest=tmp_path / "ship").read_text()
+    assert f"the uniform average of the tensors of `{ends[0]}`, `{ends[1]}`" in text
+    assert "no further training" in text and "steps of Adam" not in text
+    assert f"Before this stage, `{ends[1]}` was trained for 10 steps" in text
+    assert f"The run starts from `{ends[0]}`, `{ends[1]}`: make those first" in text
+
+
+def test_a_soup_trains_on_from_the_mean(tmp_path):
+    import torch
+
+    from vsr_stream.models import build_model
+    from vsr_stream.train.card import ship
+
+    cfg = _cfg(tmp_path, 10)
+    run_training(load_train_config(cfg), show_progress=False)
+    start = str(tmp_path / "runs" / "t" / "branch0" / "weights.safetensors")
+    run = load_train_config({**cfg, "name": "f", "branches": [{**cfg["branches"][0], "init": [start, start]}]})
+    run_training(run, show_progress=False)
+    assert [r["step"] for r in _log(tmp_path, name="f")] == [10]
+    trained = build_model("fsrcnn-ps-16", 2, weights=tmp_path / "runs" / "f" / "branch0" / "weights.safetensors")
+    first = build_model("fsrcnn-ps-16", 2, weights=start)
+    assert any(not torch.equal(p, q) for p, q in zip(trained.parameters(), first.parameters()))
+    text = ship(run, "f.toml", 0, "f_x2", dest=tmp_path / "ship").read_text()
+    assert f"10 steps of Adam" in text and f"started from the uniform average of `{start}`, `{start}`" in text
+
+
+def test_a_soup_refuses_files_of_another_network_and_a_single_file(tmp_path):
+    from vsr_stream.models import save_weights, untrained_model
+
+    cfg = _cfg(tmp_path, 10)
+    run_training(load_train_config(cfg), show_progress=False)
+    start = str(tmp_path / "runs" / "t" / "branch0" / "weights.safetensors")
+    other = tmp_path / "other.safetensors"
+    save_weights(untrained_model("fsrcnn-ps-36", 2), other)
+    soup = {**cfg, "name": "s", "branches": [{"model": "fsrcnn-ps-16", "steps": 0, "init": [start, str(other)]}]}
+    with pytest.raises(ConfigError, match=f"soup: {other}"):
+        run_training(load_train_config(soup), show_progress=False)
+    assert not (tmp_path / "runs" / "s" / "branch0" / "weights.safetensors").exists()
+    for bad in ({"init": [start]}, {"init": [start, start], "init_layers": "matching"}):
+        with pytest.raises(ConfigError, match="soup of two or more"):
+            load_train_config({**cfg, "branches": [{**cfg["branches"][0], **bad}]})
+
 def test_deepen_starts_a_deeper_mapping_from_the_shallower_function(tmp_path):
     """init_layers = 'deepen': the extra mapping layers start as identities, so step 0 computes the
     shallower network's output exactly, and training goes on from there."""
@@ -447,3 +512,20 @@ def test_scale_augmentation_trains_and_the_card_says_so(tmp_path):
 def test_scale_augmentation_only_makes_smaller_copies(tmp_path, factors):
     with pytest.raises(ConfigError, match="hr_downscales"):
         load_train_config({**_cfg(tmp_path, 5), "hr_downscales": factors})
+
+
+def test_average_states_keeps_equal_counters_and_refuses_different_ones():
+    import torch
+
+    from vsr_stream.train.soup import average_states
+
+    a = {"w": torch.tensor([1.0, 2.0], dtype=torch.bfloat16), "n": torch.tensor(3)}
+    b = {"w": torch.tensor([2.0, 4.0], dtype=torch.bfloat16), "n": torch.tensor(3)}
+    out = average_states([a, b], ["a", "b"])
+    assert out["w"].dtype == torch.bfloat16 and out["w"].tolist() == [1.5, 3.0] and out["n"].item() == 3
+    with pytest.raises(ConfigError, match="b's n"):
+        average_states([a, {**b, "n": torch.tensor(4)}], ["a", "b"])
+    with pytest.raises(ConfigError, match="b's w is torch.float32"):
+        average_states([a, {**b, "w": b["w"].float()}], ["a", "b"])
+    with pytest.raises(ConfigError, match="two or more"):
+        average_states([a], ["a"])

@@ -195,7 +195,7 @@ def load_weights(module: nn.Module, path: str | Path) -> None:
     """
     path = Path(path)
     state = read_weights(path)
-    _check_state_fits(module, state, path)
+    check_state_fits(module, state, path)
     module.load_state_dict(state, strict=True)
 
 
@@ -262,7 +262,7 @@ def _unwrap_state_dict(loaded: object, path: Path) -> dict[str, torch.Tensor]:
     return dict(loaded)
 
 
-def _check_state_fits(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+def check_state_fits(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
     expected = {key: tuple(value.shape) for key, value in module.state_dict().items()}
     found = {key: tuple(value.shape) for key, value in state.items()}
     problems = []

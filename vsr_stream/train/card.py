@@ -44,19 +44,19 @@ def ship(cfg: TrainConfig, config_path: str, branch: int, stem: str, dest: Path 
          val_root: str | None = None) -> Path:
     """Copy branch ``branch`` of run ``cfg`` to ``dest/<stem>.safetensors`` with its card; returns the card path.
 
-    Raises ConfigError if the branch does not exist, is kept from its init (steps = 0), or has
-    not finished training.
+    Raises ConfigError if the branch does not exist, is kept from its init (steps = 0, unless the
+    init is a soup: the average is new weights), or has not finished training.
     """
     if not 0 <= branch < len(cfg.branches):
         raise ConfigError(f"--branch {branch}: the run has branches 0..{len(cfg.branches) - 1}")
     run = branch_dir(cfg, branch)
     weights, log_path = run / "weights.safetensors", run / "log.jsonl"
     history = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
-    steps = cfg.branches[branch].steps
-    if steps == 0:
+    steps, soup = cfg.branches[branch].steps, isinstance(cfg.branches[branch].init, list)
+    if steps == 0 and not soup:
         raise ConfigError(f"branch {branch} is not trained by this run (steps = 0): it is "
                           f"{cfg.branches[branch].init!r}, ship that instead")
-    if not weights.exists() or not history or history[-1]["step"] < steps:
+    if not weights.exists() or (steps and (not history or history[-1]["step"] < steps)):
         raise ConfigError(f"{run}: branch {branch} has not finished its {steps} steps; run `vsr-stream train` first")
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / f"{stem}.safetensors"
@@ -106,7 +106,6 @@ def render_card(cfg: TrainConfig, config_path: str, branch: int, stem: str, weig
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     colour = _colour(net)
     n_classes = len(cfg.branches)
-    last = history[-1]
     classes = _class_text(cfg, branch)
     lines = [
         f"# {stem}", "",
@@ -120,23 +119,7 @@ def render_card(cfg: TrainConfig, config_path: str, branch: int, stem: str, weig
         f"| class | {classes} (branch {branch} of {n_classes}) |",
         f"| sha256 | `{digest}` |", "",
         "## Training", "",
-        f"- Run `{cfg.name}` from `{config_path}`: {last['step']:,} steps of Adam on "
-        f"{b.loss.upper()} loss" + (" on luma (Y)" if b.loss_on == "y" else "") + f", learning rate {b.lr:g}"
-        + (f" after {b.warmup_steps:,} steps of linear warmup" if b.warmup_steps else "")
-        + f" with cosine decay to {cfg.lr_final_ratio:g}×, "
-        f"batch {cfg.batch} patches of {cfg.lr_patch_px} LR px ({cfg.lr_patch_px * cfg.scale} HR px)"
-        + (f" scored inside {cfg.context_px} LR px of seen context" if cfg.context_px else "") + ", "
-        "random flips and rotations"
-        + _start(b) + _distilled(b) + ".",
-        "- Data: " + ", ".join(f"`{d}`" for d in cfg.data)
-        + (", each picture also made smaller by " + ", ".join(f"{f:g}" for f in cfg.hr_downscales)
-           + " (scale augmentation)" if cfg.hr_downscales else "")
-        + "; LR made with MATLAB-style antialiased "
-        "bicubic (`vsr_stream.quality.imresize`). No validation or test image was trained on.",
-        f"- Wall time: {last['elapsed_s'] / 60:.1f} min on a 2-core CPU (no GPU).",
-        *_earlier_stage(b.init),
-        f"- Validation ({cfg.val_set}, whole images, Y-PSNR) during training: "
-        + ", ".join(f"{h['val_psnr_db']:.2f} dB at {h['step']:,}" for h in _thin(history)) + ".", "",
+        *_training_lines(cfg, config_path, b, history),
         "## Quality (whole image, Y channel, standard protocol)", "",
     ]
     if scores:
@@ -151,13 +134,49 @@ def render_card(cfg: TrainConfig, config_path: str, branch: int, stem: str, weig
                   "at the default tiling)."]
     else:
         lines.append("Not scored: the sr-val folder was not available when this card was written.")
-    init = cfg.branches[branch].init
-    first = [f"The run starts from `{init}`: make that first (its own config or card).", ""] if init else []
+    inits = _inits(cfg.branches[branch].init)
+    first = [f"The run starts from {', '.join(f'`{p}`' for p in inits)}: make "
+             f"{'that' if len(inits) == 1 else 'those'} first (each its own config or card).", ""] if inits else []
     lines += ["", "## Licence", "", LICENCE, "", "## Reproduce", "", *first, "```",
               f"vsr-stream train {config_path}",
               f"vsr-stream ship {config_path} --branch {branch} --as {stem}", "```",
               "Training is seeded, but thread scheduling makes runs differ slightly.", ""]
     return "\n".join(lines)
+
+
+def _training_lines(cfg: TrainConfig, config_path: str, b, history: list[dict[str, Any]]) -> list[str]:
+    """The card's "Training" bullets: the soup the branch starts from (if any), its own steps, data,
+    wall time and validation during training (a soup kept as it is, steps = 0, has none of those)."""
+    data = (("- Data (of the runs averaged): " if b.steps == 0 else "- Data: ") + ", ".join(f"`{d}`" for d in cfg.data)
+            + (", each picture also made smaller by " + ", ".join(f"{f:g}" for f in cfg.hr_downscales)
+               + " (scale augmentation)" if cfg.hr_downscales else "")
+            + "; LR made with MATLAB-style antialiased "
+            "bicubic (`vsr_stream.quality.imresize`). No validation or test image was trained on.")
+    if b.steps == 0:  # only a soup ships with no steps of its own
+        return [f"- Run `{cfg.name}` from `{config_path}`: the uniform average of the tensors of "
+                + ", ".join(f"`{p}`" for p in b.init) + " (a model soup, Wortsman et al. 2022: fine-tunes of one "
+                "network from the same start, averaged), no further training.",
+                *(line for init in b.init for line in _earlier_stage(init)), data, ""]
+    last = history[-1]
+    return [
+        f"- Run `{cfg.name}` from `{config_path}`: {last['step']:,} steps of Adam on "
+        f"{b.loss.upper()} loss" + (" on luma (Y)" if b.loss_on == "y" else "") + f", learning rate {b.lr:g}"
+        + (f" after {b.warmup_steps:,} steps of linear warmup" if b.warmup_steps else "")
+        + f" with cosine decay to {cfg.lr_final_ratio:g}×, "
+        f"batch {cfg.batch} patches of {cfg.lr_patch_px} LR px ({cfg.lr_patch_px * cfg.scale} HR px)"
+        + (f" scored inside {cfg.context_px} LR px of seen context" if cfg.context_px else "") + ", "
+        "random flips and rotations"
+        + _start(b) + _distilled(b) + ".",
+        data,
+        f"- Wall time: {last['elapsed_s'] / 60:.1f} min on a 2-core CPU (no GPU).",
+        *(line for init in _inits(b.init) for line in _earlier_stage(init)),
+        f"- Validation ({cfg.val_set}, whole images, Y-PSNR) during training: "
+        + ", ".join(f"{h['val_psnr_db']:.2f} dB at {h['step']:,}" for h in _thin(history)) + ".", "",
+    ]
+
+
+def _inits(init: str | list[str] | None) -> list[str]:
+    return [] if init is None else [init] if isinstance(init, str) else list(init)
 
 
 def _class_text(cfg: TrainConfig, branch: int) -> str:
@@ -199,6 +218,8 @@ def _start(branch) -> str:
         return (f", started from `{branch.init}` with its feature channels pruned to this width (the channels "
                 "largest on the run's patches kept, the layers reading them refit there by least squares) and "
                 "its mapping deepened by identity layers where this net is deeper")
+    if isinstance(branch.init, list):
+        return ", started from the uniform average of " + ", ".join(f"`{p}`" for p in branch.init) + " (a model soup)"
     return f", started from `{branch.init}`"
 
 

@@ -22,12 +22,13 @@ from vsr_stream.errors import ConfigError
 from vsr_stream.models import build_model, load_matching_weights, load_weights, read_weights, save_weights, untrained_model
 from vsr_stream.models.ensemble import with_self_ensemble
 from vsr_stream.models.fsrcnn import deepened_state, pruned_state
-from vsr_stream.models.registry import weights_file
+from vsr_stream.models.registry import check_state_fits, weights_file
 from vsr_stream.models.ychannel import YChannel, luma
 from vsr_stream.quality.evaluate import network_upscaler
 from vsr_stream.quality.metrics import psnr_y
 from vsr_stream.train.data import load_pictures, patch_bank, sample_batch, scored
 from vsr_stream.train.prune import prune_into, twin_of
+from vsr_stream.train.soup import average_states
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,13 @@ def _initial_model(branch, scale: int) -> torch.nn.Module:
     net = untrained_model(branch.model, scale)
     if branch.init is None:
         return net
-    path = weights_file(branch.model, scale, branch.init)
-    if path is None:
-        raise ConfigError(f"model {branch.model!r} has no weights to start from (init = {branch.init!r})")
+    if isinstance(branch.init, list):  # a soup: every file must fit the model (init_layers = "all")
+        paths = [_init_file(branch, scale, init) for init in branch.init]
+        soup = average_states([read_weights(p) for p in paths], [str(p) for p in paths])
+        check_state_fits(net, soup, paths[0])
+        net.load_state_dict(soup)
+        return net
+    path = _init_file(branch, scale, branch.init)
     if branch.init_layers == "all":
         load_weights(net, path)
         return net
@@ -108,6 +113,13 @@ def _initial_model(branch, scale: int) -> torch.nn.Module:
     log.info("%s x%d: started from the fitting tensors of %s; initialised as usual: %s",
              branch.model, scale, branch.init, ", ".join(kept) or "none")
     return net
+
+
+def _init_file(branch, scale: int, init: str) -> Path:
+    path = weights_file(branch.model, scale, init)
+    if path is None:
+        raise ConfigError(f"model {branch.model!r} has no weights to start from (init = {init!r})")
+    return path
 
 
 def _calibrated_prune(branch, cfg: TrainConfig, net: torch.nn.Module, bank, members: np.ndarray) -> None:
