@@ -136,7 +136,8 @@ def render_card(cfg: TrainConfig, config_path: str, branch: int, stem: str, weig
         lines.append("Not scored: the sr-val folder was not available when this card was written.")
     inits = _inits(cfg.branches[branch].init)
     first = [f"The run starts from {', '.join(f'`{p}`' for p in inits)}: make "
-             f"{'that' if len(inits) == 1 else 'those'} first (each its own config or card).", ""] if inits else []
+             + ("that first (its own config or card)." if len(inits) == 1 else "those first (each its own config or card)."),
+             ""] if inits else []
     lines += ["", "## Licence", "", LICENCE, "", "## Reproduce", "", *first, "```",
               f"vsr-stream train {config_path}",
               f"vsr-stream ship {config_path} --branch {branch} --as {stem}", "```",
