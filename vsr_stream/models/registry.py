@@ -263,6 +263,8 @@ def _unwrap_state_dict(loaded: object, path: Path) -> dict[str, torch.Tensor]:
 
 
 def check_state_fits(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Raise ConfigError, naming ``path`` and every missing, unexpected or misshapen key, unless
+    ``state`` has exactly ``module``'s keys and shapes."""
     expected = {key: tuple(value.shape) for key, value in module.state_dict().items()}
     found = {key: tuple(value.shape) for key, value in state.items()}
     problems = []
