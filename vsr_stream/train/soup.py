@@ -22,7 +22,9 @@ def average_states(states: Sequence[Mapping[str, torch.Tensor]], names: Sequence
         ConfigError: fewer than two states, or their keys, shapes or dtypes differ (they are not
             fine-tunes of one network); the message names the first file that differs.
     """
-    if len(states) < 2 or len(states) != len(names):
+    if len(states) != len(names):
+        raise ValueError(f"{len(states)} states but {len(names)} names")
+    if len(states) < 2:
         raise ConfigError(f"a soup needs two or more weights files, got {len(states)}")
     first = states[0]
     for state, name in zip(states[1:], names[1:]):
