@@ -51,6 +51,10 @@ class DecodeConfig(_Section):
     reconnect_delay_max_ms: int = Field(10_000, ge=0, description="Live inputs: cap of the reconnect backoff.")
     give_up_after_ms: int = Field(120_000, ge=0, description="Live inputs: fail (SourceError) when no frame has "
                                   "arrived for this long despite reconnecting; 0 never reconnects.")
+    wait_for_stream_ms: int = Field(0, ge=0, description="Live inputs: how long the first open keeps trying, with the "
+                                    "reconnect backoff, while the stream is not there yet (a camera still booting, a "
+                                    "server answering 503); 0 fails at once, so a wrong URL is reported immediately. "
+                                    "A refused login (401/403) always fails at once.")
     live_policy: Literal["drop_oldest", "block"] = Field(
         "drop_oldest", description="Live inputs when upscaling is slower than the stream: drop_oldest drops frames "
         "at ingest (oldest first, each counted) to keep latency_budget_ms; block drops nothing and falls behind.")

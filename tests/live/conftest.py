@@ -160,3 +160,59 @@ def silent_server() -> Iterator[str]:
         for s in accepted:
             s.close()
         listener.close()
+
+
+class StatusServer:
+    """An RTSP server that answers every request with one fixed status (``status``, changeable)
+    and counts the connections it accepted; ``url`` carries a password to check redaction."""
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self.url = f"rtsp://user:secret@127.0.0.1:{self._listener.getsockname()[1]}/cam"
+
+    def _serve(self) -> None:
+        self._listener.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn = self._listener.accept()[0]
+            except TimeoutError:
+                continue
+            self.connections += 1
+            with conn:
+                conn.settimeout(2)
+                try:
+                    self._answer(conn)
+                except OSError:
+                    pass  # the client hung up: the next connection is the next attempt
+
+    def _answer(self, conn: socket.socket) -> None:
+        data = b""
+        while True:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+            while b"\r\n\r\n" in data:
+                head, _, data = data.partition(b"\r\n\r\n")
+                cseq = next((line.split(":", 1)[1].strip() for line in head.decode("latin-1").split("\r\n")
+                             if line.lower().startswith("cseq:")), "1")
+                conn.sendall(f"RTSP/1.0 {self.status}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n".encode())
+
+    def __enter__(self) -> StatusServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()
+
+
+@pytest.fixture
+def status_server() -> Iterator[type[StatusServer]]:
+    """The :class:`StatusServer` class, to be used as ``with status_server("503 ...") as server``."""
+    return StatusServer

@@ -1,8 +1,10 @@
-"""The live pieces without a server: timestamp rebasing, backoff, the ingest queue, latency, live sinks."""
+"""The live pieces without the RTSP test server: timestamp rebasing, backoff, waiting for a stream to
+open (against a socket that answers one fixed status), the ingest queue, latency, live sinks."""
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from dataclasses import replace
 from fractions import Fraction
@@ -11,10 +13,10 @@ import av
 import numpy as np
 import pytest
 
-from vsr_stream.config import EncodeConfig
-from vsr_stream.errors import SinkError
+from vsr_stream.config import DecodeConfig, EncodeConfig
+from vsr_stream.errors import SinkError, SourceError
 from vsr_stream.media.items import PacketItem, SourceInfo, VideoFrameItem, VideoInfo
-from vsr_stream.media.live_source import Timeline, backoff_delays_ms
+from vsr_stream.media.live_source import LiveSource, Timeline, backoff_delays_ms
 from vsr_stream.media.sink import check_output, open_sink
 from vsr_stream.media.urls import is_live_url
 from vsr_stream.runtime.latency import LatencyMeter
@@ -204,3 +206,40 @@ def test_frame_and_duration_limits_on_a_file(tmp_path):
     assert by_frames.frames == 5
     assert by_time.frames == 6  # frames starting before 0.25 s: 0, 1/24, ..., 5/24
     assert by_frames.latency_median_ms is not None and by_frames.ingest_drops == 0
+
+
+FAST_RETRY = {"reconnect_delay_ms": 100, "reconnect_delay_max_ms": 400, "open_timeout_ms": 2000}
+
+
+def test_first_open_fails_at_once_by_default(status_server):
+    with status_server("503 Service Unavailable") as server:
+        t0 = time.monotonic()
+        with pytest.raises(SourceError, match="5XX") as caught:
+            LiveSource(server.url, DecodeConfig(**FAST_RETRY))
+    assert time.monotonic() - t0 < 2 and server.connections == 1
+    assert "secret" not in str(caught.value)
+
+
+def test_first_open_waits_for_an_unavailable_stream_then_gives_up(status_server):
+    with status_server("503 Service Unavailable") as server:
+        t0 = time.monotonic()
+        with pytest.raises(SourceError, match=r"did not open in .* retries \(decode.wait_for_stream_ms=1500\)"):
+            LiveSource(server.url, DecodeConfig(wait_for_stream_ms=1500, **FAST_RETRY))
+    assert 0.7 < time.monotonic() - t0 < 5
+    assert server.connections >= 3
+
+
+def test_first_open_never_retries_a_refused_login(status_server):
+    with status_server("401 Unauthorized") as server:
+        with pytest.raises(SourceError, match="401") as caught:
+            LiveSource(server.url, DecodeConfig(wait_for_stream_ms=10_000, **FAST_RETRY))
+    assert server.connections == 1 and "secret" not in str(caught.value)
+
+
+def test_first_open_stops_waiting_on_a_refused_login_mid_wait(status_server):
+    with status_server("503 Service Unavailable") as server:
+        threading.Timer(0.5, lambda: setattr(server, "status", "403 Forbidden")).start()
+        t0 = time.monotonic()
+        with pytest.raises(SourceError, match="403"):
+            LiveSource(server.url, DecodeConfig(wait_for_stream_ms=20_000, **FAST_RETRY))
+    assert time.monotonic() - t0 < 5 and server.connections >= 2

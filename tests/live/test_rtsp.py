@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ import pytest
 import torch
 
 import vsr_stream
+from tests.live.conftest import RtspServer, server_unavailable
 from tests.system.conftest import REPO
 from vsr_stream.errors import SourceError
 from vsr_stream.models import ModelDescriptor, register
@@ -65,6 +67,29 @@ def test_steady_stream_gives_frame_count_size_and_audio(rtsp_server, tmp_path):
     assert streams == ["video", "audio"] and report.passthrough_packets > 0
     assert report.ingest_drops == 0 and report.reconnects == 0
     assert report.latency_median_ms is not None
+
+
+def test_camera_that_comes_up_late_is_waited_for(tmp_path):
+    reason = server_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with socket.create_server(("127.0.0.1", 0)) as probe:  # a free port, closed again: connections are refused
+        port = probe.getsockname()[1]
+    server = RtspServer()
+    server.port = port
+    out = tmp_path / "late.mkv"
+    late = threading.Timer(2.0, server.start)
+    late.start()
+    try:
+        report = vsr_stream.upscale(f"rtsp://127.0.0.1:{port}/cam", out, scale=2,
+                                    overrides={"decode": {"max_frames": 10, "live_policy": "block",
+                                                          **FAST_RECONNECT, "wait_for_stream_ms": 30_000}})
+    finally:
+        late.join(30)
+        server.stop()
+    pts, size, _ = video_of(out)
+    assert report.frames == len(pts) == 10 and size == (320, 192)
+    assert report.reconnects == 0
 
 
 @pytest.mark.parametrize("rtsp_transport, mode", [("udp", "inproc"), ("tcp", "ipc"), ("tcp", "fused")])

@@ -3,7 +3,8 @@
 Each connection is a :class:`VideoSource` opened with network timeouts. When the stream ends,
 stalls (no data for ``read_timeout_ms``) or fails, the source reconnects after a capped
 exponential backoff with jitter, and gives up with a SourceError only when no frame has arrived
-for ``give_up_after_ms``. A :class:`Timeline` rebases every connection's timestamps so that the
+for ``give_up_after_ms``. The first open fails at once unless ``wait_for_stream_ms`` asks it to
+retry with the same backoff (a refused login never is). A :class:`Timeline` rebases every connection's timestamps so that the
 frames it yields have strictly increasing pts, and audio packets move with the video.
 """
 
@@ -16,6 +17,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from fractions import Fraction
+
+import av
 
 from vsr_stream.config import DecodeConfig
 from vsr_stream.errors import SourceError
@@ -33,6 +36,12 @@ def backoff_delays_ms(first_ms: int, cap_ms: int, rng: random.Random) -> Iterato
     while True:
         yield rng.uniform(delay / 2, delay)
         delay = min(float(cap_ms), delay * 2 or 1.0)
+
+
+def login_refused(error: SourceError) -> bool:
+    """Whether opening failed because the server refused the credentials (RTSP/HTTP 401 or 403):
+    a failure that waiting will not heal."""
+    return isinstance(error.__cause__, (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError))
 
 
 class Timeline:
@@ -108,7 +117,7 @@ class LiveSource:
         self._closed = threading.Event()
         self._rng = random.Random(seed)
         self.reconnects = 0
-        self._connection: VideoSource | None = VideoSource(url, cfg)
+        self._connection: VideoSource | None = self._first_connection()
         self.info: SourceInfo = replace(self._connection.info, live=True)
         self._timeline = Timeline(self.info.video.time_base, self.info.video.frame_rate)
         self._last_frame_at = time.monotonic()
@@ -150,27 +159,52 @@ class LiveSource:
         if not self._closed.is_set():
             log.warning("%s", reason if redact_url(self._url) in reason else f"{redact_url(self._url)}: {reason}")
 
+    def _first_connection(self) -> VideoSource:
+        """The first connection; while ``wait_for_stream_ms`` allows, retried with the backoff."""
+        try:
+            return VideoSource(self._url, self._cfg)
+        except SourceError as e:
+            if not self._cfg.wait_for_stream_ms or login_refused(e):
+                raise
+            log.warning("%s; retrying for up to %.1f s (decode.wait_for_stream_ms)", e, self._cfg.wait_for_stream_ms / 1000)
+            connection = self._open_with_backoff(time.monotonic(), "wait_for_stream_ms", str(e))
+        if connection is None:
+            raise SourceError(f"{redact_url(self._url)}: stopped while waiting for the stream to open")
+        return connection
+
     def _reconnect(self) -> VideoSource | None:
         """A new connection, None once closed; SourceError after give_up_after_ms without frames."""
+        connection = self._open_with_backoff(self._last_frame_at, "give_up_after_ms", "no attempt made")
+        if connection is not None:
+            self.reconnects += 1
+            self._timeline.new_connection()
+            log.warning("%s: reconnected (reconnect %d)", redact_url(self._url), self.reconnects)
+        return connection
+
+    def _open_with_backoff(self, since: float, limit: str, last_error: str) -> VideoSource | None:
+        """Open attempts after the backoff's waits until one succeeds (None once closed); SourceError
+        once the next wait would pass ``decode.<limit>`` ms after ``since``, or on a refused login
+        while waiting for the first connection."""
         cfg, shown = self._cfg, redact_url(self._url)
-        last_error = "no attempt made"
+        limit_ms = getattr(cfg, limit)
+        first = limit == "wait_for_stream_ms"
         for attempt, delay_ms in enumerate(backoff_delays_ms(cfg.reconnect_delay_ms, cfg.reconnect_delay_max_ms, self._rng), 1):
-            waited_ms = (time.monotonic() - self._last_frame_at) * 1000
-            if waited_ms + delay_ms > cfg.give_up_after_ms:
-                raise SourceError(f"{shown}: no frame for {waited_ms / 1000:.1f} s and {attempt - 1} failed "
-                                  f"reconnect attempt(s) (decode.give_up_after_ms={cfg.give_up_after_ms}); "
-                                  f"last error: {last_error}")
+            waited_ms = (time.monotonic() - since) * 1000
+            if waited_ms + delay_ms > limit_ms:
+                what = (f"the stream did not open in {waited_ms / 1000:.1f} s and {attempt - 1} retries" if first
+                        else f"no frame for {waited_ms / 1000:.1f} s and {attempt - 1} failed reconnect attempt(s)")
+                raise SourceError(f"{shown}: {what} (decode.{limit}={limit_ms}); last error: {last_error}")
             if self._closed.wait(delay_ms / 1000):
                 return None
             try:
                 connection = VideoSource(self._url, self._cfg)
             except SourceError as e:
+                if first and login_refused(e):
+                    raise
                 last_error = str(e)
-                log.info("%s: reconnect attempt %d failed: %s", shown, attempt, e)
+                log.info("%s: attempt %d to open failed: %s", shown, attempt, e)
                 continue
-            self.reconnects += 1
-            self._timeline.new_connection()
-            log.warning("%s: reconnected (reconnect %d, after %d attempt(s))", shown, self.reconnects, attempt)
+            log.info("%s: opened after %d attempt(s)", shown, attempt)
             return connection
         raise AssertionError("unreachable: the backoff never ends")
 
