@@ -4,8 +4,9 @@ Each connection is a :class:`VideoSource` opened with network timeouts. When the
 stalls (no data for ``read_timeout_ms``) or fails, the source reconnects after a capped
 exponential backoff with jitter, and gives up with a SourceError only when no frame has arrived
 for ``give_up_after_ms``. The first open fails at once unless ``wait_for_stream_ms`` asks it to
-retry with the same backoff (a refused login never is). A :class:`Timeline` rebases every connection's timestamps so that the
-frames it yields have strictly increasing pts, and audio packets move with the video.
+retry with the same backoff (a refused login never is). A :class:`Timeline` rebases every
+connection's timestamps so that the frames it yields have strictly increasing pts, and audio
+packets move with the video.
 """
 
 from __future__ import annotations
