@@ -81,12 +81,15 @@ def _encode_overrides(codec, crf, bitrate, preset, pix_fmt, lossless, overwrite)
               help="Stop after SECONDS of the input's timeline.")
 @click.option("--no-drop", is_flag=True,
               help="Live input: never drop frames; block and fall behind when upscaling is slower than the stream.")
+@click.option("--wait-for-stream", "wait_for_stream_s", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Live input: keep trying to open the stream for up to SECONDS (a camera still booting); "
+              "default 0 fails at once. A refused login is never retried.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, errors only.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def upscale(input: str, output: str, scale: str | None, config: str | None, codec, crf, bitrate, enc_preset,
-            pix_fmt, lossless, overwrite, transport, port, max_frames, max_duration_s, no_drop, as_json, quiet,
-            verbose) -> None:
+            pix_fmt, lossless, overwrite, transport, port, max_frames, max_duration_s, no_drop, wait_for_stream_s,
+            as_json, quiet, verbose) -> None:
     """Upscale INPUT into OUTPUT.
 
     INPUT is a video file, an image, a folder of images, an image sequence
@@ -102,7 +105,8 @@ def upscale(input: str, output: str, scale: str | None, config: str | None, code
     overrides = _encode_overrides(codec, crf, bitrate, enc_preset, pix_fmt, lossless, overwrite)
     if transport or port is not None:
         overrides["transport"] = {k: v for k, v in {"mode": transport, "port": port}.items() if v is not None}
-    decode = {"max_frames": max_frames, "max_duration_s": max_duration_s, "live_policy": "block" if no_drop else None}
+    decode = {"max_frames": max_frames, "max_duration_s": max_duration_s, "live_policy": "block" if no_drop else None,
+              "wait_for_stream_ms": None if wait_for_stream_s is None else round(wait_for_stream_s * 1000)}
     if any(v is not None for v in decode.values()):
         overrides["decode"] = {k: v for k, v in decode.items() if v is not None}
     bar = None

@@ -13,6 +13,7 @@ import av
 import numpy as np
 import pytest
 
+from tests.system.conftest import run_cli
 from vsr_stream.config import DecodeConfig, EncodeConfig
 from vsr_stream.errors import SinkError, SourceError
 from vsr_stream.media.items import PacketItem, SourceInfo, VideoFrameItem, VideoInfo
@@ -243,3 +244,12 @@ def test_first_open_stops_waiting_on_a_refused_login_mid_wait(status_server):
         with pytest.raises(SourceError, match="403"):
             LiveSource(server.url, DecodeConfig(wait_for_stream_ms=20_000, **FAST_RETRY))
     assert time.monotonic() - t0 < 5 and server.connections >= 2
+
+
+def test_cli_wait_for_stream_retries_then_fails_cleanly(status_server, tmp_path):
+    out = tmp_path / "never.mkv"
+    with status_server("503 Service Unavailable") as server:
+        done = run_cli("upscale", server.url, str(out), "--scale", "2", "--wait-for-stream", "1.5", "--quiet")
+    assert done.returncode != 0 and server.connections >= 2
+    assert "did not open in" in done.stderr and "wait_for_stream_ms=1500" in done.stderr
+    assert "secret" not in done.stderr and not out.exists()
