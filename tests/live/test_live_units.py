@@ -239,10 +239,14 @@ def test_first_open_never_retries_a_refused_login(status_server):
 
 def test_first_open_stops_waiting_on_a_refused_login_mid_wait(status_server):
     with status_server("503 Service Unavailable") as server:
-        threading.Timer(0.5, lambda: setattr(server, "status", "403 Forbidden")).start()
+        refuse = threading.Timer(0.5, lambda: setattr(server, "status", "403 Forbidden"))
+        refuse.start()
         t0 = time.monotonic()
-        with pytest.raises(SourceError, match="403"):
-            LiveSource(server.url, DecodeConfig(wait_for_stream_ms=20_000, **FAST_RETRY))
+        try:
+            with pytest.raises(SourceError, match="403"):
+                LiveSource(server.url, DecodeConfig(wait_for_stream_ms=20_000, **FAST_RETRY))
+        finally:
+            refuse.cancel()
     assert time.monotonic() - t0 < 5 and server.connections >= 2
 
 
