@@ -138,37 +138,19 @@ def rtsp_server() -> Iterator[RtspServer]:
 @pytest.fixture
 def silent_server() -> Iterator[str]:
     """rtsp:// URL of a TCP server that accepts connections and never answers (a stalled camera)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"rtsp://user:secret@127.0.0.1:{listener.getsockname()[1]}/cam"
-    finally:
-        stop.set()
-        thread.join(5)
-        for s in accepted:
-            s.close()
-        listener.close()
+    with StatusServer(None) as server:
+        yield server.url
 
 
 class StatusServer:
-    """An RTSP server that answers every request with one fixed status (``status``, changeable)
-    and counts the connections it accepted; ``url`` carries a password to check redaction."""
+    """An RTSP server that answers every request with one fixed status (``status``, changeable;
+    None: accepts and never answers) and counts the connections it accepted; ``url`` carries a
+    password to check redaction."""
 
-    def __init__(self, status: str) -> None:
+    def __init__(self, status: str | None) -> None:
         self.status = status
         self.connections = 0
+        self._held: list[socket.socket] = []  # silent connections, open until exit
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -182,6 +164,9 @@ class StatusServer:
             except TimeoutError:
                 continue
             self.connections += 1
+            if self.status is None:
+                self._held.append(conn)
+                continue
             with conn:
                 conn.settimeout(2)
                 try:
@@ -209,6 +194,8 @@ class StatusServer:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(5)
+        for conn in self._held:
+            conn.close()
         self._listener.close()
 
 

@@ -168,27 +168,27 @@ class LiveSource:
             if not self._cfg.wait_for_stream_ms or login_refused(e):
                 raise
             log.warning("%s; retrying for up to %.1f s (decode.wait_for_stream_ms)", e, self._cfg.wait_for_stream_ms / 1000)
-            connection = self._open_with_backoff(time.monotonic(), "wait_for_stream_ms", str(e))
+            connection = self._open_with_backoff(time.monotonic(), str(e), first=True)
         if connection is None:
             raise SourceError(f"{redact_url(self._url)}: stopped while waiting for the stream to open")
         return connection
 
     def _reconnect(self) -> VideoSource | None:
         """A new connection, None once closed; SourceError after give_up_after_ms without frames."""
-        connection = self._open_with_backoff(self._last_frame_at, "give_up_after_ms", "no attempt made")
+        connection = self._open_with_backoff(self._last_frame_at, "no attempt made", first=False)
         if connection is not None:
             self.reconnects += 1
             self._timeline.new_connection()
             log.warning("%s: reconnected (reconnect %d)", redact_url(self._url), self.reconnects)
         return connection
 
-    def _open_with_backoff(self, since: float, limit: str, last_error: str) -> VideoSource | None:
+    def _open_with_backoff(self, since: float, last_error: str, first: bool) -> VideoSource | None:
         """Open attempts after the backoff's waits until one succeeds (None once closed); SourceError
-        once the next wait would pass ``decode.<limit>`` ms after ``since``, or on a refused login
-        while waiting for the first connection."""
+        once the next wait would pass the limit after ``since`` (``wait_for_stream_ms`` for the
+        ``first`` connection, else ``give_up_after_ms``), or on a refused login for the first."""
         cfg, shown = self._cfg, redact_url(self._url)
-        limit_ms = getattr(cfg, limit)
-        first = limit == "wait_for_stream_ms"
+        limit, limit_ms = ("wait_for_stream_ms", cfg.wait_for_stream_ms) if first else \
+            ("give_up_after_ms", cfg.give_up_after_ms)
         for attempt, delay_ms in enumerate(backoff_delays_ms(cfg.reconnect_delay_ms, cfg.reconnect_delay_max_ms, self._rng), 1):
             waited_ms = (time.monotonic() - since) * 1000
             if waited_ms + delay_ms > limit_ms:
