@@ -72,7 +72,8 @@ class TilingConfig(_Section):
         ge=0,
         description="Extra LR pixels of context cut around each tile and discarded after upscaling, "
         "so the network sees what it would see on the whole frame. Seamlessness needs "
-        "context_px >= the network's receptive-field radius.",
+        "context_px >= the network's receptive-field radius. Each branch cuts only as much as its own "
+        "network's radius needs (at most this), so a shallow branch's windows are smaller.",
     )
 
     @model_validator(mode="after")

@@ -49,6 +49,24 @@ def test_fsrcnn_tiled_matches_whole_frame(make_cfg, inline, random_weights, tili
     assert psnr(out.arrays[0], ref) >= 40.0
 
 
+def test_branch_cuts_only_the_context_its_network_needs(make_cfg, inline, random_weights):
+    """tiling.context_px above the branch's receptive radius (7 for FSRCNN-PS): the windows carry 7 px,
+    so the work is that of context_px = 7, and the output is still the whole frame's."""
+    branch = {"model": "fsrcnn-ps-16", "weights": random_weights("fsrcnn-ps-16", 2)}
+    frame = textured(70, 91)
+    runs = []
+    for context_px in (7, 12):
+        cfg = make_cfg(scale=2, tiling={"tile_px": 32, "overlap_px": 4, "context_px": context_px},
+                       upscale={"branches": [branch]})
+        pipe = inline(cfg)
+        [out] = pipe.run([frame])
+        runs.append((out.arrays[0], pipe.workers[0].window_px))
+    (tight, tight_px), (wide, wide_px) = runs
+    assert wide_px == tight_px == 12 * (26 + 14) ** 2  # 3 x 4 tiles, cores 26 x 26 (balanced)
+    np.testing.assert_array_equal(wide, tight)
+    assert psnr(wide, whole_frame(cfg, frame)) >= 40.0
+
+
 def test_without_context_seams_show(make_cfg, inline, random_weights):
     """The check above can fail: with no context the tiles differ from the whole frame."""
     branch = {"model": "fsrcnn-56", "weights": random_weights("fsrcnn-56", 4)}

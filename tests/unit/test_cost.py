@@ -7,6 +7,7 @@ import pytest
 
 from vsr_stream.config import load_config
 from vsr_stream.quality.cost import frame_classes, pipeline_cost
+from vsr_stream.stages.classify import branch_context_px, tile_plan, with_context
 
 
 def _cfg(**tiling):
@@ -40,21 +41,34 @@ def test_macs_are_rate_times_window_area_per_class():
     assert sum(cost.class_shares) == pytest.approx(1.0)
 
 
-def test_context_adds_the_overlap_work():
-    frame = np.full((64, 64, 3), 7, np.uint8)
+def test_context_adds_the_overlap_work_up_to_the_branch_radius():
+    frame = np.full((64, 64, 3), 7, np.uint8)  # flat: every tile to class 0, bicubic (radius 2)
     bare = pipeline_cost([frame], _cfg(), rates=(1.0, 1.0))
-    padded = pipeline_cost([frame], _cfg(context_px=4), rates=(1.0, 1.0))
+    padded = pipeline_cost([frame], _cfg(context_px=1), rates=(1.0, 1.0))
+    more = pipeline_cost([frame], _cfg(context_px=4), rates=(1.0, 1.0))
     assert bare.macs == 64 * 64
-    assert padded.macs == pytest.approx(16 * 24 * 24)  # 16 tiles, each window 16 + 2*4 px
+    assert padded.macs == pytest.approx(16 * 18 * 18)  # 16 tiles, each window 16 + 2*1 px
+    assert more.macs == pytest.approx(16 * 20 * 20)  # bicubic needs 2 px of context, not 4
+
+
+def test_each_branch_cuts_its_own_context():
+    cfg = _cfg(context_px=8)
+    assert branch_context_px(cfg) == (2, 0)  # bicubic, nearest
+    geom = tile_plan(64, 64, cfg.tiling)
+    rows = with_context(geom[[0, 5]], 64, 64, cfg.tiling, 2)
+    np.testing.assert_array_equal(rows[:, :5], geom[[0, 5], :5])  # the same cores
+    assert rows[:, 7:].tolist() == [[20, 20], [20, 20]]  # windows of 16 + 2*2
+    assert rows[:, 5:7].tolist() == [[0, 0], [14, 14]]  # the corner tile's window shifted into the frame
+    assert with_context(geom, 64, 64, cfg.tiling, 8) is geom
 
 
 def test_merged_windows_pay_their_context_once():
     frame = np.full((64, 64, 3), 7, np.uint8)
-    cfg = load_config({"scale": 2, "tiling": {"tile_px": 16, "overlap_px": 0, "context_px": 4},
+    cfg = load_config({"scale": 2, "tiling": {"tile_px": 16, "overlap_px": 0, "context_px": 2},
                        "upscale": {"branches": [{"model": "bicubic", "merge_px": 64}]}})
     assert pipeline_cost([frame], cfg, rates=(1.0,)).macs == 64 * 64  # one window: the frame
     cfg = load_config({**cfg.model_dump(), "upscale": {"branches": [{"model": "bicubic", "merge_px": 40}]}})
-    assert pipeline_cost([frame], cfg, rates=(1.0,)).macs == pytest.approx(4 * 36 * 36)  # 2x2 tiles per window
+    assert pipeline_cost([frame], cfg, rates=(1.0,)).macs == pytest.approx(4 * 34 * 34)  # 2x2 tiles per window
 
 
 def test_grey_frames_count_like_rgb_and_measured_rates_are_positive():

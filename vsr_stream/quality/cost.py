@@ -1,6 +1,6 @@
 """What the pipeline spends per output pixel: multiply-adds of every branch over the tile
-windows it runs on (overlap and context included), from the same tile plan and TVAT
-classes as the pipeline's classify stage.
+windows it runs on (overlap and its own context included), from the same tile plan, TVAT
+classes and per-branch windows as the pipeline's classify stage.
 
     cost = pipeline_cost([lr1, lr2], cfg)
     print(cost.macs_per_hr_px, cost.class_shares)
@@ -25,7 +25,7 @@ import numpy as np
 from vsr_stream.config import PipelineConfig
 from vsr_stream.messages import GEOM_COLUMNS
 from vsr_stream.ops.merge import merge_groups, union_rect
-from vsr_stream.stages.classify import tile_classes, tile_plan
+from vsr_stream.stages.classify import branch_context_px, tile_classes, tile_plan, with_context
 
 if TYPE_CHECKING:
     from vsr_stream.models.classifier import TileClassifier
@@ -115,13 +115,14 @@ def pipeline_cost(frames: Iterable[np.ndarray], cfg: PipelineConfig,
     """Total cost of upscaling RGB (H, W, 3) or grey (H, W) uint8 ``frames`` with ``cfg``."""
     rates = branch_macs_per_lr_px(cfg) if rates is None else rates
     counts = np.zeros(len(rates), dtype=np.int64)
+    contexts = branch_context_px(cfg)
     macs, hr_pixels, classifying = 0.0, 0, 0.0
     for frame in frames:
         rgb = np.repeat(frame[:, :, None], 3, axis=2) if frame.ndim == 2 else frame
         geom, classes = frame_classes(rgb, cfg)
         classifying += classifier_macs(geom, cfg)
-        for k, (rate, branch) in enumerate(zip(rates, cfg.upscale.branches)):
-            mine = geom[classes == k]
+        for k, (rate, branch, context_px) in enumerate(zip(rates, cfg.upscale.branches, contexts)):
+            mine = with_context(geom[classes == k], rgb.shape[0], rgb.shape[1], cfg.tiling, context_px)
             counts[k] += len(mine)
             macs += rate * float(window_area(mine, branch.merge_px))
         hr_pixels += rgb.shape[0] * rgb.shape[1] * cfg.scale * cfg.scale

@@ -30,7 +30,8 @@ from vsr_stream.media.source import open_source
 from vsr_stream.models.inference import BranchModel
 from vsr_stream.ops.blend import accumulate_tiles, normalize, stitch_cores
 from vsr_stream.ops.merge import window_batches
-from vsr_stream.stages.classify import ReuseTracker, check_classifier, cut_windows, tile_classes, tile_plan
+from vsr_stream.stages.classify import (ReuseTracker, branch_context_px, check_classifier, cut_windows, tile_classes,
+                                        tile_plan, with_context)
 from vsr_stream.runtime.latency import LatencyMeter
 from vsr_stream.runtime.memory import trim_due, trim_heap
 from vsr_stream.stages.decode import DecodeFeed
@@ -119,6 +120,7 @@ class FusedLoop:
         check_classifier(self.cfg)
         branches = self.cfg.upscale.branches
         self.models = [BranchModel(b, self.cfg.scale, self.cfg.upscale.allow_random_weights) for b in branches]
+        self.context_px = branch_context_px(self.cfg)
         self.xp = xp or choose_array_module(branches, [m.device for m in self.models])
 
     def run(self, source_url: str, output: str, progress: ProgressFn | None) -> None:
@@ -185,8 +187,8 @@ class FusedLoop:
             kept = geom[~reused]
             classes = _to_host(tile_classes(frame, kept, self.cfg.classify), xp)  # a byte per tile upscaled
             calls = []  # (class, rows): each a network call on tile windows, or merged ones (merge_px)
-            for k, branch in enumerate(self.cfg.upscale.branches):
-                mine = kept[classes == k]
+            for k, (branch, context_px) in enumerate(zip(self.cfg.upscale.branches, self.context_px)):
+                mine = with_context(kept[classes == k], h, w, self.cfg.tiling, context_px)
                 self.tiles[k] += len(mine)
                 calls += [(k, rows) for rows, _ in window_batches(mine, branch.merge_px, branch.max_batch)]
         if not reused.any() and len(calls) == 1 and _whole_frame(calls[0][1], h, w):

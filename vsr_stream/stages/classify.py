@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from vsr_stream import messages as m
-from vsr_stream.config import BranchConfig, ClassifyConfig, PipelineConfig, ReuseConfig, TilingConfig
+from vsr_stream.config import ClassifyConfig, PipelineConfig, ReuseConfig, TilingConfig
 from vsr_stream.errors import ConfigError, ProtocolError
 from vsr_stream.geometry import plan_tiles
 from vsr_stream.ops import array_module
@@ -33,6 +33,27 @@ def tile_plan(h: int, w: int, tiling: TilingConfig) -> np.ndarray:
     geom = plan_tiles(h, w, tiling.tile_px, tiling.overlap_px, tiling.context_px)
     geom.flags.writeable = False  # shared by every frame of this size
     return geom
+
+
+def branch_context_px(cfg: PipelineConfig) -> tuple[int, ...]:
+    """LR context of each branch's windows: ``tiling.context_px``, cut down to the branch model's
+    receptive radius. More context than the radius leaves the network's output on the core
+    unchanged (that is what the radius means) and only costs work, so a shallow branch beside a
+    deep one runs on smaller windows."""
+    from vsr_stream.models.registry import get
+
+    return tuple(min(cfg.tiling.context_px, get(b.model).receptive_radius_px) for b in cfg.upscale.branches)
+
+
+def with_context(geom: np.ndarray, h: int, w: int, tiling: TilingConfig, context_px: int) -> np.ndarray:
+    """``geom`` rows of an ``h x w`` frame's :func:`tile_plan` with their windows planned at
+    ``context_px`` instead of ``tiling.context_px`` (the cores are the same at any context)."""
+    if context_px == tiling.context_px or not len(geom):
+        return geom
+    plan = tile_plan(h, w, tiling.model_copy(update={"context_px": context_px}))
+    out = geom.copy()
+    out[:, 5:] = plan[geom[:, 0], 5:]
+    return out
 
 
 def tile_classes(frame: Any, geom: np.ndarray, cfg: ClassifyConfig) -> Any:
@@ -76,12 +97,13 @@ def check_classifier(cfg: PipelineConfig) -> None:
                           f"but upscale.branches has {cfg.n_classes}")
 
 
-def batches_by_class(geom: np.ndarray, classes: np.ndarray,
-                     branches: list[BranchConfig]) -> Iterator[tuple[int, np.ndarray]]:
-    """``(k, rows)``: the ``geom`` rows of class k (host ``classes``), in row order, in chunks of at
-    most ``branches[k].max_batch``; class by class. A class without tiles yields nothing."""
-    for k, branch in enumerate(branches):
-        rows = geom[classes == k]
+def batches_by_class(geom: np.ndarray, classes: np.ndarray, cfg: PipelineConfig,
+                     frame_hw: tuple[int, int]) -> Iterator[tuple[int, np.ndarray]]:
+    """``(k, rows)``: the ``geom`` rows of class k (host ``classes``) of an ``frame_hw`` frame, in
+    row order, their windows at branch k's context (:func:`branch_context_px`), in chunks of at
+    most that branch's ``max_batch``; class by class. A class without tiles yields nothing."""
+    for k, (branch, context_px) in enumerate(zip(cfg.upscale.branches, branch_context_px(cfg))):
+        rows = with_context(geom[classes == k], *frame_hw, cfg.tiling, context_px)
         for start in range(0, len(rows), branch.max_batch):
             yield k, rows[start:start + branch.max_batch]
 
@@ -166,7 +188,7 @@ class ClassifyStage(Stage):
         yield from outs
 
     def _tiles(self, frame: np.ndarray, geom: np.ndarray, classes: np.ndarray, index: int) -> Iterator[Out]:
-        for k, rows in batches_by_class(geom, classes, self.cfg.upscale.branches):
+        for k, rows in batches_by_class(geom, classes, self.cfg, frame.shape[:2]):
             self.tiles_per_class[k] += len(rows)
             yield f"tiles{k}", m.Message(m.TILES, {"index": index, "cls": k}, [rows, cut_windows(frame, rows)])
 
