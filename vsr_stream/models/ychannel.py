@@ -90,6 +90,17 @@ DESCRIPTORS = tuple(
     for d, m, scales in ((56, 6, SCALES), (56, 8, SCALES), (56, 9, (4,)), (56, 12, (2, 3)), (56, 14, (2,)),
                            (40, 12, (4,)), (40, 14, (3,)))
 ) + tuple(
+    # Shallow mappings for the flat classes of a routed preset: one 3x3 mapping layer (radius 4,
+    # so their windows carry 4 px of context, not 7). With a pixel-shuffle tail the mapping is most of
+    # FSRCNN's work at every width, so a narrow branch is only cheap if its mapping is short:
+    # at x4, 332 / 573 MACs per HR px for d = 16 / 36 against 575 / 816 at m = 4 (docs/quality.md).
+    ModelDescriptor(
+        name=f"fsrcnn-ps-{d}-m1-y", scales=SCALES, builder=partial(fsrcnn_ps_y, feature_channels=d, n_map_layers=1),
+        learned=True, supports_half=True, receptive_radius_px=ps_receptive_radius_px(1), min_size_px=1,
+        description=f"FSRCNN-PS d={d}, m=1 on BT.601 luma, bicubic chroma (a routed flat-class branch)", family="fsrcnn",
+    )
+    for d in (16, 36)
+) + tuple(
     # The same nets reading the LR chroma too (a 1x1 conv into the first features: +7 / +12 / +28
     # multiply-adds per output pixel at x4 / x3 / x2, still inside the budget); weights of the
     # luma-only net of the same depth load into them as the same function (init_layers = "matching").
