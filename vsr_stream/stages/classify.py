@@ -97,12 +97,12 @@ def check_classifier(cfg: PipelineConfig) -> None:
                           f"but upscale.branches has {cfg.n_classes}")
 
 
-def batches_by_class(geom: np.ndarray, classes: np.ndarray, cfg: PipelineConfig,
+def batches_by_class(geom: np.ndarray, classes: np.ndarray, cfg: PipelineConfig, contexts: tuple[int, ...],
                      frame_hw: tuple[int, int]) -> Iterator[tuple[int, np.ndarray]]:
     """``(k, rows)``: the ``geom`` rows of class k (host ``classes``) of an ``frame_hw`` frame, in
-    row order, their windows at branch k's context (:func:`branch_context_px`), in chunks of at
-    most that branch's ``max_batch``; class by class. A class without tiles yields nothing."""
-    for k, (branch, context_px) in enumerate(zip(cfg.upscale.branches, branch_context_px(cfg))):
+    row order, their windows at branch k's context ``contexts[k]`` (:func:`branch_context_px`), in
+    chunks of at most that branch's ``max_batch``; class by class. A class without tiles yields nothing."""
+    for k, (branch, context_px) in enumerate(zip(cfg.upscale.branches, contexts)):
         rows = with_context(geom[classes == k], *frame_hw, cfg.tiling, context_px)
         for start in range(0, len(rows), branch.max_batch):
             yield k, rows[start:start + branch.max_batch]
@@ -165,6 +165,7 @@ class ClassifyStage(Stage):
         self.frames = 0
         self.tiles_per_class = [0] * cfg.n_classes
         self.reuse = ReuseTracker(cfg.reuse)
+        self.context_px = branch_context_px(cfg)
         self.busy_s = 0.0
 
     def process(self, msg: m.Message) -> Iterator[Out]:
@@ -188,7 +189,7 @@ class ClassifyStage(Stage):
         yield from outs
 
     def _tiles(self, frame: np.ndarray, geom: np.ndarray, classes: np.ndarray, index: int) -> Iterator[Out]:
-        for k, rows in batches_by_class(geom, classes, self.cfg, frame.shape[:2]):
+        for k, rows in batches_by_class(geom, classes, self.cfg, self.context_px, frame.shape[:2]):
             self.tiles_per_class[k] += len(rows)
             yield f"tiles{k}", m.Message(m.TILES, {"index": index, "cls": k}, [rows, cut_windows(frame, rows)])
 
