@@ -17,7 +17,7 @@ NEW_DESCRIPTORS = (
     *(desc for desc in fsrcnn.DESCRIPTORS if desc.name.startswith("fsrcnn-ps-")),
     *edsr.DESCRIPTORS,
     *mdsr.DESCRIPTORS,
-    *(desc for desc in ychannel.DESCRIPTORS if desc.name.startswith("edsr-")),
+    *(desc for desc in ychannel.DESCRIPTORS if desc.name.startswith("edsr-") or desc.name.endswith("-t1-y")),
 )
 NEW_MODEL_SCALES = [(desc.name, scale) for desc in NEW_DESCRIPTORS for scale in desc.scales]
 # edsr-b16c64 is built from the same layers as edsr-b4c32/b6c32/b8c48 (only the block count
@@ -104,6 +104,7 @@ def test_receptive_radius_is_tight(name: str, scale: int, tap: int) -> None:
 
 def test_radius_formulas() -> None:
     assert fsrcnn.ps_receptive_radius_px() == 7
+    assert fsrcnn.ps_receptive_radius_px(tail_kernel=1) == 6
     assert [edsr.receptive_radius_px(blocks) for blocks in (4, 6, 8, 16)] == [12, 16, 20, 36]
     assert mdsr.receptive_radius_px(8) == 28
     assert models.get("edsr-b8c48-asym").receptive_radius_px == models.get("edsr-b8c48").receptive_radius_px
@@ -111,6 +112,14 @@ def test_radius_formulas() -> None:
 
 def _kernel_sizes(module: nn.Module) -> list[tuple[int, int]]:
     return [layer.kernel_size for layer in module.modules() if isinstance(layer, nn.Conv2d)]
+
+
+def test_one_by_one_tail_is_the_only_difference_from_the_3x3_one() -> None:
+    narrow, plain = _build("fsrcnn-ps-36-t1-y", 4), _build("fsrcnn-ps-36-y", 4)
+    assert _kernel_sizes(narrow.net.tail) == [(1, 1)] and _kernel_sizes(plain.net.tail) == [(3, 3)]
+    assert _kernel_sizes(narrow.net.body) == _kernel_sizes(plain.net.body)
+    with pytest.raises(ValueError, match="tail_kernel"):
+        fsrcnn.FSRCNNPS(4, 16, tail_kernel=5)
 
 
 def test_asymmetric_blocks_use_3x1_then_1x3_convs_only() -> None:

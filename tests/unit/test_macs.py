@@ -26,6 +26,16 @@ def test_fsrcnn_56_x4_matches_hand_count() -> None:
     assert counted < by_hand  # border outputs have fewer taps landing on the input
 
 
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_one_by_one_tail_saves_eight_ninths_of_the_tail(scale: int) -> None:
+    from vsr_stream import models
+
+    d, out = 36, scale * scale  # a luma net's tail writes scale^2 sub-pixels per LR pixel
+    three, one = (macs_per_output_pixel(models.build_model(name, scale, allow_random=True), scale, h=12, w=10)
+                  for name in ("fsrcnn-ps-36-y", "fsrcnn-ps-36-t1-y"))
+    assert three - one == pytest.approx(8 * d * out / scale**2, rel=1e-12)  # 8 of the 9 taps, per LR pixel
+
+
 @pytest.mark.parametrize("asymmetric", [False, True])
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_edsr_matches_hand_count(scale: int, asymmetric: bool) -> None:

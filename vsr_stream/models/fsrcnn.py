@@ -86,12 +86,18 @@ class FSRCNNPS(nn.Module):
         image_channels: int = 3,
         guide_channels: int = 0,
         n_point_layers: int = 0,
+        tail_kernel: int = 3,
     ) -> None:
         super().__init__()
         self.scale, self.image_channels = scale, image_channels
         self.skip = Bicubic(scale)
         self.body = _body(feature_channels, shrink_channels, n_map_layers, image_channels, n_point_layers)
-        self.tail = nn.Conv2d(feature_channels, image_channels * scale * scale, 3, padding=1)
+        # The tail is 3x3 by default; 1x1 makes each output pixel a per-pixel linear map of the
+        # expanded features, which at x4 cuts a 36-wide net's tail from 324 to 36 multiply-adds
+        # per HR pixel (most of the work of a narrow branch; see docs/quality.md).
+        if tail_kernel not in (1, 3):
+            raise ValueError(f"tail_kernel must be 1 or 3, not {tail_kernel}")
+        self.tail = nn.Conv2d(feature_channels, image_channels * scale * scale, tail_kernel, padding=tail_kernel // 2)
         self.shuffle = nn.PixelShuffle(scale)
         _init_body_as_paper(self.body)
         nn.init.normal_(self.tail.weight, std=1e-3)
@@ -287,14 +293,14 @@ def receptive_radius_px(scale: int, n_map_layers: int = N_MAP_LAYERS) -> int:
     return 2 + n_map_layers + math.ceil(_DECONV_PADDING_PX / scale)
 
 
-def ps_receptive_radius_px(n_map_layers: int = N_MAP_LAYERS) -> int:
+def ps_receptive_radius_px(n_map_layers: int = N_MAP_LAYERS, tail_kernel: int = 3) -> int:
     """LR context (px, every side) FSRCNN-PS needs at any scale: 2 + ``n_map_layers`` + 1.
 
     The body needs 2 + ``n_map_layers`` (as in :func:`receptive_radius_px`), the 3x3 tail 1
-    more; the pixel shuffle puts HR pixel o at LR pixel floor(o / scale) and adds nothing; the
-    bicubic skip needs 2, less than the rest. So 7 at every scale (tight).
+    more (a 1x1 tail none); the pixel shuffle puts HR pixel o at LR pixel floor(o / scale) and
+    adds nothing; the bicubic skip needs 2, less than the rest. So 7 at every scale (tight).
     """
-    return 2 + n_map_layers + 1
+    return 2 + n_map_layers + tail_kernel // 2
 
 
 def _descriptor(feature_channels: int) -> ModelDescriptor:

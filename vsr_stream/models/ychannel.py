@@ -54,9 +54,10 @@ class YChannel(nn.Module):
         return torch.einsum("ij,njhw->nihw", self.to_rgb.to(x.dtype), up)
 
 
-def fsrcnn_ps_y(scale: int, feature_channels: int, n_map_layers: int = N_MAP_LAYERS, n_point_layers: int = 0) -> YChannel:
+def fsrcnn_ps_y(scale: int, feature_channels: int, n_map_layers: int = N_MAP_LAYERS, n_point_layers: int = 0,
+                tail_kernel: int = 3) -> YChannel:
     return YChannel(FSRCNNPS(scale, feature_channels, n_map_layers=n_map_layers, image_channels=1,
-                             n_point_layers=n_point_layers), scale)
+                             n_point_layers=n_point_layers, tail_kernel=tail_kernel), scale)
 
 
 def fsrcnn_ps_yc(scale: int, feature_channels: int, n_map_layers: int) -> YChannel:
@@ -100,6 +101,17 @@ DESCRIPTORS = tuple(
         description=f"FSRCNN-PS d={d}, m=1 on BT.601 luma, bicubic chroma (a routed flat-class branch)", family="fsrcnn",
     )
     for d in (16, 36)
+) + tuple(
+    # A 1x1 tail for the narrow classes of a routed preset: at x4 a 3x3 tail is 324 of a 36-wide
+    # net's 816 MACs per HR px and 504 of a 56-wide one's 1,057; 1x1 makes them 528 and 610 (radius
+    # 6, one less). The mapping keeps its depth, which the flat tiles were measured to need.
+    ModelDescriptor(
+        name=f"fsrcnn-ps-{d}-t1-y", scales=SCALES, builder=partial(fsrcnn_ps_y, feature_channels=d, tail_kernel=1),
+        learned=True, supports_half=True, receptive_radius_px=ps_receptive_radius_px(tail_kernel=1), min_size_px=1,
+        description=f"FSRCNN-PS d={d} with a 1x1 tail on BT.601 luma, bicubic chroma (a routed narrow-class branch)",
+        family="fsrcnn",
+    )
+    for d in (36, 56)
 ) + tuple(
     # The same nets reading the LR chroma too (a 1x1 conv into the first features: +7 / +12 / +28
     # multiply-adds per output pixel at x4 / x3 / x2, still inside the budget); weights of the
