@@ -118,7 +118,7 @@ def test_one_by_one_tail_is_the_only_difference_from_the_3x3_one() -> None:
     narrow, plain = _build("fsrcnn-ps-36-t1-y", 4), _build("fsrcnn-ps-36-y", 4)
     assert _kernel_sizes(narrow.net.tail) == [(1, 1)] and _kernel_sizes(plain.net.tail) == [(3, 3)]
     assert _kernel_sizes(narrow.net.body) == _kernel_sizes(plain.net.body)
-    with pytest.raises(ValueError, match="tail_kernel"):
+    with pytest.raises(ModelInputError, match="tail_kernel"):
         fsrcnn.FSRCNNPS(4, 16, tail_kernel=5)
 
 

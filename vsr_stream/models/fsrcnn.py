@@ -21,7 +21,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from vsr_stream.errors import ConfigError
+from vsr_stream.errors import ConfigError, ModelInputError
 from vsr_stream.models.dtypes import learned_dtype
 from vsr_stream.models.interp import Bicubic
 from vsr_stream.models.registry import ModelDescriptor
@@ -96,7 +96,7 @@ class FSRCNNPS(nn.Module):
         # expanded features, which at x4 cuts a 36-wide net's tail from 324 to 36 multiply-adds
         # per HR pixel (most of the work of a narrow branch; see docs/quality.md).
         if tail_kernel not in (1, 3):
-            raise ValueError(f"tail_kernel must be 1 or 3, not {tail_kernel}")
+            raise ModelInputError(f"FSRCNN-PS: tail_kernel must be 1 or 3, not {tail_kernel}")
         self.tail = nn.Conv2d(feature_channels, image_channels * scale * scale, tail_kernel, padding=tail_kernel // 2)
         self.shuffle = nn.PixelShuffle(scale)
         _init_body_as_paper(self.body)
@@ -294,7 +294,7 @@ def receptive_radius_px(scale: int, n_map_layers: int = N_MAP_LAYERS) -> int:
 
 
 def ps_receptive_radius_px(n_map_layers: int = N_MAP_LAYERS, tail_kernel: int = 3) -> int:
-    """LR context (px, every side) FSRCNN-PS needs at any scale: 2 + ``n_map_layers`` + 1.
+    """LR context (px, every side) FSRCNN-PS needs at any scale: 2 + ``n_map_layers`` + ``tail_kernel // 2``.
 
     The body needs 2 + ``n_map_layers`` (as in :func:`receptive_radius_px`), the 3x3 tail 1
     more (a 1x1 tail none); the pixel shuffle puts HR pixel o at LR pixel floor(o / scale) and
