@@ -69,12 +69,18 @@ def edsr_y(scale: int, blocks: int, channels: int) -> YChannel:
     return YChannel(edsr.EDSR(blocks, channels, scale, image_channels=1, light_tail=True), scale)
 
 
+def _fsrcnn_ps_descriptor(name: str, scales: tuple[int, ...], description: str, d: int, m: int = N_MAP_LAYERS,
+                          p: int = 0, tail_kernel: int = 3, chroma_guide: bool = False) -> ModelDescriptor:
+    """A luma FSRCNN-PS entry whose builder and receptive radius come from the same widths and depths."""
+    builder = (partial(fsrcnn_ps_yc, feature_channels=d, n_map_layers=m) if chroma_guide else
+               partial(fsrcnn_ps_y, feature_channels=d, n_map_layers=m, n_point_layers=p, tail_kernel=tail_kernel))
+    return ModelDescriptor(name=name, scales=scales, builder=builder, learned=True, supports_half=True,
+                           receptive_radius_px=ps_receptive_radius_px(m, tail_kernel), min_size_px=1,
+                           description=description, family="fsrcnn")
+
+
 DESCRIPTORS = tuple(
-    ModelDescriptor(
-        name=f"fsrcnn-ps-{d}-y", scales=SCALES, builder=partial(fsrcnn_ps_y, feature_channels=d),
-        learned=True, supports_half=True, receptive_radius_px=ps_receptive_radius_px(), min_size_px=1,
-        description=f"FSRCNN-PS d={d} on BT.601 luma, bicubic chroma", family="fsrcnn",
-    )
+    _fsrcnn_ps_descriptor(f"fsrcnn-ps-{d}-y", SCALES, f"FSRCNN-PS d={d} on BT.601 luma, bicubic chroma", d)
     for d in (16, 36, 56)
 ) + tuple(
     # Deeper mappings for the same width, each at the scales where it still fits the
@@ -83,11 +89,7 @@ DESCRIPTORS = tuple(
     # m = 14 at x2 (5,785 of 5,967). Narrower and deeper for the same budget (d = 40, made from
     # the d = 56 nets by init_layers = "prune"): m = 12 at x4 (1,512: 6 over since the colour
     # transforms are counted; not shipped), m = 14 at x3 (2,652 of 2,667).
-    ModelDescriptor(
-        name=f"fsrcnn-ps-{d}-m{m}-y", scales=scales, builder=partial(fsrcnn_ps_y, feature_channels=d, n_map_layers=m),
-        learned=True, supports_half=True, receptive_radius_px=ps_receptive_radius_px(m), min_size_px=1,
-        description=f"FSRCNN-PS d={d}, m={m} on BT.601 luma, bicubic chroma", family="fsrcnn",
-    )
+    _fsrcnn_ps_descriptor(f"fsrcnn-ps-{d}-m{m}-y", scales, f"FSRCNN-PS d={d}, m={m} on BT.601 luma, bicubic chroma", d, m)
     for d, m, scales in ((56, 6, SCALES), (56, 8, SCALES), (56, 9, (4,)), (56, 12, (2, 3)), (56, 14, (2,)),
                            (40, 12, (4,)), (40, 14, (3,)))
 ) + tuple(
@@ -95,44 +97,31 @@ DESCRIPTORS = tuple(
     # so their windows carry 4 px of context, not 7). With a pixel-shuffle tail the mapping is most of
     # FSRCNN's work at every width, so a narrow branch is only cheap if its mapping is short:
     # at x4, 332 / 573 MACs per HR px for d = 16 / 36 against 575 / 816 at m = 4 (docs/quality.md).
-    ModelDescriptor(
-        name=f"fsrcnn-ps-{d}-m1-y", scales=SCALES, builder=partial(fsrcnn_ps_y, feature_channels=d, n_map_layers=1),
-        learned=True, supports_half=True, receptive_radius_px=ps_receptive_radius_px(1), min_size_px=1,
-        description=f"FSRCNN-PS d={d}, m=1 on BT.601 luma, bicubic chroma (a routed flat-class branch)", family="fsrcnn",
-    )
+    _fsrcnn_ps_descriptor(f"fsrcnn-ps-{d}-m1-y", SCALES,
+                          f"FSRCNN-PS d={d}, m=1 on BT.601 luma, bicubic chroma (a routed flat-class branch)", d, 1)
     for d in (16, 36)
 ) + tuple(
     # A 1x1 tail for the narrow classes of a routed preset: at x4 a 3x3 tail is 324 of a 36-wide
     # net's 816 MACs per HR px and 504 of a 56-wide one's 1,057; 1x1 makes them 528 and 610 (radius
     # 6, one less). The mapping keeps its depth, which the flat tiles were measured to need.
-    ModelDescriptor(
-        name=f"fsrcnn-ps-{d}-t1-y", scales=SCALES, builder=partial(fsrcnn_ps_y, feature_channels=d, tail_kernel=1),
-        learned=True, supports_half=True, receptive_radius_px=ps_receptive_radius_px(tail_kernel=1), min_size_px=1,
-        description=f"FSRCNN-PS d={d} with a 1x1 tail on BT.601 luma, bicubic chroma (a routed narrow-class branch)",
-        family="fsrcnn",
-    )
+    _fsrcnn_ps_descriptor(f"fsrcnn-ps-{d}-t1-y", SCALES,
+                          f"FSRCNN-PS d={d} with a 1x1 tail on BT.601 luma, bicubic chroma (a routed narrow-class branch)",
+                          d, tail_kernel=1)
     for d in (36, 56)
 ) + tuple(
     # The same nets reading the LR chroma too (a 1x1 conv into the first features: +7 / +12 / +28
     # multiply-adds per output pixel at x4 / x3 / x2, still inside the budget); weights of the
     # luma-only net of the same depth load into them as the same function (init_layers = "matching").
-    ModelDescriptor(
-        name=f"fsrcnn-ps-{d}-m{m}-yc", scales=scales,
-        builder=partial(fsrcnn_ps_yc, feature_channels=d, n_map_layers=m),
-        learned=True, supports_half=True, receptive_radius_px=ps_receptive_radius_px(m), min_size_px=1,
-        description=f"FSRCNN-PS d={d}, m={m} on BT.601 luma guided by the LR chroma, bicubic chroma", family="fsrcnn",
-    )
+    _fsrcnn_ps_descriptor(f"fsrcnn-ps-{d}-m{m}-yc", scales,
+                          f"FSRCNN-PS d={d}, m={m} on BT.601 luma guided by the LR chroma, bicubic chroma", d, m,
+                          chroma_guide=True)
     for d, m, scales in ((56, 9, (4,)), (56, 12, (2, 3)))
 ) + tuple(
     # The default nets with p pointwise (1x1, 12 -> 12) mapping layers after the 3x3 ones, in the
     # budget left over: x4 m = 9 + 4 (1,498 of 1,506), x3 m = 12 + 4 (2,659 of 2,667); made from
     # the default nets by init_layers = "deepen" (identity 1x1 layers).
-    ModelDescriptor(
-        name=f"fsrcnn-ps-{d}-m{m}p{p}-y", scales=scales,
-        builder=partial(fsrcnn_ps_y, feature_channels=d, n_map_layers=m, n_point_layers=p),
-        learned=True, supports_half=True, receptive_radius_px=ps_receptive_radius_px(m), min_size_px=1,
-        description=f"FSRCNN-PS d={d}, m={m} + {p} pointwise on BT.601 luma, bicubic chroma", family="fsrcnn",
-    )
+    _fsrcnn_ps_descriptor(f"fsrcnn-ps-{d}-m{m}p{p}-y", scales,
+                          f"FSRCNN-PS d={d}, m={m} + {p} pointwise on BT.601 luma, bicubic chroma", d, m, p)
     for d, m, p, scales in ((56, 9, 4, (4,)), (56, 12, 4, (3,)))
 ) + tuple(
     ModelDescriptor(
