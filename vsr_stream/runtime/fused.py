@@ -32,6 +32,7 @@ from vsr_stream.ops.blend import accumulate_tiles, normalize, stitch_cores
 from vsr_stream.ops.merge import window_batches
 from vsr_stream.stages.classify import (ReuseTracker, branch_context_px, check_classifier, cut_windows, tile_classes,
                                         tile_plan, with_context)
+from vsr_stream.runtime.interrupts import safe_points
 from vsr_stream.runtime.latency import LatencyMeter
 from vsr_stream.runtime.memory import trim_due, trim_heap
 from vsr_stream.stages.decode import DecodeFeed
@@ -145,8 +146,18 @@ class FusedLoop:
             feed.close()
 
     def _pump(self, feed: DecodeFeed, sink: ThreadedSink, progress: ProgressFn | None) -> None:
+        live = feed.source.info.live
+        with safe_points(live) as deliver:  # live: an interrupt ends the input between two frames
+            self._pump_frames(feed, sink, progress, deliver)
+        with self._timed("encode"):
+            sink.flush()
+        if sink.frames_written != self.frames:
+            raise ProtocolError(f"encode: {self.frames} frames decoded, the output took {sink.frames_written}")
+
+    def _pump_frames(self, feed: DecodeFeed, sink: ThreadedSink, progress: ProgressFn | None,
+                     safe_point: Callable[[], None]) -> None:
         try:
-            for item, ingest_s in self._entries(feed):
+            for item, ingest_s in self._entries(feed, safe_point):
                 if isinstance(item, PacketItem):
                     with self._timed("encode"):
                         sink.write_packet(item)
@@ -158,18 +169,17 @@ class FusedLoop:
                     trim_heap()
                 if progress is not None:
                     progress({"frames": self.frames})
+            safe_point()  # one that came with the end of the input: nothing is left to end
         except KeyboardInterrupt:
             if not feed.source.info.live:
                 raise
             log.warning("interrupted: ending the live input here and finalising the output")
-        with self._timed("encode"):
-            sink.flush()
-        if sink.frames_written != self.frames:
-            raise ProtocolError(f"encode: {self.frames} frames decoded, the output took {sink.frames_written}")
 
-    def _entries(self, feed: DecodeFeed) -> Iterator[tuple[VideoFrameItem | PacketItem, float]]:
+    def _entries(self, feed: DecodeFeed,
+                 safe_point: Callable[[], None]) -> Iterator[tuple[VideoFrameItem | PacketItem, float]]:
         entries = feed.entries()
         while True:
+            safe_point()  # also while a live source has nothing new (entry None)
             with self._timed("decode"):
                 entry = next(entries, _END)
             if entry is _END:

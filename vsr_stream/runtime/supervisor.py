@@ -19,6 +19,7 @@ from vsr_stream import messages as m
 from vsr_stream.config import PipelineConfig
 from vsr_stream.errors import PipelineTimeoutError, StageFailedError
 from vsr_stream.runtime.graph import StageSpec
+from vsr_stream.runtime.interrupts import safe_points
 from vsr_stream.runtime.runners import StageHandle, start
 from vsr_stream.transport import Endpoints, open_socket
 
@@ -72,19 +73,26 @@ class Supervisor:
         """Wait for every finite stage; with ``drain_on_interrupt`` (live inputs) a first
         KeyboardInterrupt ends the stream at the source and lets the pipeline drain instead."""
         running = lambda: self.finite - self.state.done.keys()  # noqa: E731
-        try:
-            self._wait(running, None, "the end of the run")
-        except KeyboardInterrupt:
-            if not self.drain_on_interrupt:
-                raise
-            log.warning("interrupted: ending the input and draining the pipeline (interrupt again to abandon it)")
-            self._send("decode", m.STOP, graceful=True)
-            self._wait(running, self.cfg.transport.stall_timeout_ms, "the pipeline to drain")
+        # the drain goes on reading the control socket: the interrupt must not tear a message
+        with safe_points(self.drain_on_interrupt) as deliver:
+            try:
+                self._wait(running, None, "the end of the run", deliver)
+                deliver()  # one that came with the end: there is nothing left to drain
+            except KeyboardInterrupt:
+                if not self.drain_on_interrupt:
+                    raise
+                log.warning("interrupted: ending the input and draining the pipeline (interrupt again to abandon it)")
+                self._send("decode", m.STOP, graceful=True)
+                self._wait(running, self.cfg.transport.stall_timeout_ms, "the pipeline to drain", deliver)
 
-    def _wait(self, missing: Callable[[], set[str]], timeout_ms: int | None, what: str) -> None:
-        """Serve control messages until ``missing()`` is empty; raise on error, death or timeout."""
+    def _wait(self, missing: Callable[[], set[str]], timeout_ms: int | None, what: str,
+              safe_point: Callable[[], None] | None = None) -> None:
+        """Serve control messages until ``missing()`` is empty; raise on error, death or timeout.
+        ``safe_point`` runs between two polls, where a held interrupt may be raised."""
         t0 = time.monotonic()
         while missing():
+            if safe_point is not None:
+                safe_point()
             self._poll_once()
             if self.state.error is not None:
                 raise self.state.error
