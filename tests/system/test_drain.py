@@ -1,13 +1,15 @@
-"""A live run's drain on interrupt: the interrupt never tears a control message.
+"""A live run's drain on interrupt: the interrupt never lands where something is half done.
 
 The supervisor reads multipart messages from its control socket and, on a live input, goes on
 reading after the first interrupt to drain the pipeline. An interrupt that lands between two
 frames of one message used to leave the rest of it for the next read ("empty multipart
-message"). Here the control socket raises the signal exactly there, every time.
+message"). Here the control socket raises the signal exactly there, every time. The fused
+loop's weak spot was between handing a frame to the encoder and counting it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 
@@ -16,7 +18,8 @@ import zmq
 
 from vsr_stream.api import resolve_config
 from vsr_stream.media.synth import write_clip
-from vsr_stream.runtime import supervisor
+from vsr_stream.media.sink_thread import ThreadedSink
+from vsr_stream.runtime import fused, supervisor
 from vsr_stream.runtime.graph import build_graph
 from vsr_stream.runtime.supervisor import Supervisor
 from vsr_stream.transport import make_endpoints, open_socket
@@ -47,18 +50,23 @@ class _TearingContext:
 
 
 @pytest.fixture
-def tearing_control(monkeypatch):
-    def tearing_open(ctx, kind, address, **kw):
-        return open_socket(_TearingContext(ctx) if kind == zmq.ROUTER else ctx, kind, address, **kw)
-
+def raising_sigterm():
     def handler(signum, frame):  # what the CLI installs for SIGTERM
         raise KeyboardInterrupt("received signal SIGTERM")
 
+    before = signal.signal(signal.SIGTERM, handler)
+    yield
+    signal.signal(signal.SIGTERM, before)
+
+
+@pytest.fixture
+def tearing_control(monkeypatch, raising_sigterm):
+    def tearing_open(ctx, kind, address, **kw):
+        return open_socket(_TearingContext(ctx) if kind == zmq.ROUTER else ctx, kind, address, **kw)
+
     monkeypatch.setattr(supervisor, "open_socket", tearing_open)
     monkeypatch.setattr(_TearingSocket, "reads", 0)
-    before = signal.signal(signal.SIGTERM, handler)
-    yield _TearingSocket
-    signal.signal(signal.SIGTERM, before)
+    return _TearingSocket
 
 
 def _run(tmp_path, drain: bool, tear_after_start: int):
@@ -83,3 +91,30 @@ def test_without_a_drain_the_interrupt_stops_the_run_at_once(tmp_path, tearing_c
     with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
         _run(tmp_path, drain=False, tear_after_start=1)
     assert tearing_control.reads == tearing_control.tear_at  # raised inside the torn read
+
+
+def test_the_fused_loop_counts_the_frame_it_was_writing_when_interrupted(tmp_path, monkeypatch, raising_sigterm):
+    """The file is made to look live (the loop drains only then); SIGTERM comes right after the
+    third frame is handed to the encoder, before the loop counts it."""
+    opened = fused.open_source
+
+    def as_live(url, cfg):
+        source = opened(url, cfg)
+        source.info = dataclasses.replace(source.info, live=True)
+        return source
+
+    write = ThreadedSink.write_frame
+    calls = []
+
+    def write_then_interrupt(self, item, **kw):
+        write(self, item, **kw)
+        calls.append(item.index)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(fused, "open_source", as_live)
+    monkeypatch.setattr(ThreadedSink, "write_frame", write_then_interrupt)
+    src = write_clip(tmp_path / "in.mp4", width=64, height=48, frames=30)
+    cfg = resolve_config("live", 2, {"transport": {"mode": "fused"}, "encode": {"lossless": True}})
+    stats = fused.run_fused(cfg, str(src), str(tmp_path / "out.mkv"))
+    assert len(calls) >= 3 and stats["encode"]["frames"] == len(calls) < 30  # ended early, every frame counted
