@@ -173,9 +173,11 @@ class ReuseConfig(_Section):
 
     enabled: bool = Field(True, description="Reuse unchanged tiles from the previous output frame.")
     mad_threshold: float = Field(
-        1.0, ge=0, description="A tile is unchanged when every block of its core has a mean |difference| from "
+        2.0, ge=0, description="A tile is unchanged when every block of its core has a mean |difference| from "
         "the core it had when last upscaled of at most this, per LR pixel and channel on the 0-255 scale "
-        "(uint16 frames are compared as value >> 8). 0 reuses only identical cores.")
+        "(uint16 frames are compared as value >> 8). 0 reuses only identical cores. The default was chosen "
+        "by the sweep in docs/performance.md: 1.5-2.5 cost 0.017-0.040 dB on a noisy static-camera clip and "
+        "nothing on camera-like video.")
     block_px: int = Field(
         16, ge=1, description="Side of the blocks the difference is averaged over, in LR pixels (each core is "
         "split into evenly sized blocks of about this side): small enough that a small moving object is not "
