@@ -97,6 +97,11 @@ class ClassifyConfig(_Section):
         "(`vsr-stream train-classifier`), or '@name' for a shipped one. Its class count must equal the "
         "number of branches; tvat_thresholds must then be empty.",
     )
+    classifier_bias: list[float] = Field(
+        default_factory=list,
+        description="Added to the learned classifier's logits before the argmax, one value per class "
+        "(empty: none): a positive value for a wide branch sends more tiles to it (quality for multiply-adds).",
+    )
 
     @model_validator(mode="after")
     def _ascending(self) -> "ClassifyConfig":
@@ -105,6 +110,8 @@ class ClassifyConfig(_Section):
             raise ValueError(f"tvat_thresholds must be ascending, got {t}")
         if self.classifier is not None and t:
             raise ValueError("classify.classifier routes the tiles; tvat_thresholds must be empty with it")
+        if self.classifier_bias and self.classifier is None:
+            raise ValueError("classify.classifier_bias needs classify.classifier (TVAT routing has no logits)")
         return self
 
 

@@ -143,6 +143,27 @@ def test_thresholds_and_a_classifier_together_are_refused(classifier_file):
         load_config(cfg)
 
 
+def test_a_logit_bias_moves_tiles_between_classes(classifier_file):
+    frame = _half_bright()
+    cfg = _routed(classifier_file)
+    geom = tile_plan(64, 96, load_config(cfg).tiling)
+    plain = tile_classes(frame, geom, load_config(cfg).classify)
+    assert 0 < plain.sum() < len(plain)  # both classes in use without a bias
+    for bias, everyone in (([0.0, 0.0], None), ([0.0, 1e4], 1), ([1e4, 0.0], 0)):
+        cfg["classify"]["classifier_bias"] = bias
+        classes = tile_classes(frame, geom, load_config(cfg).classify)
+        assert np.array_equal(classes, plain) if everyone is None else (classes == everyone).all()
+
+
+def test_a_logit_bias_needs_a_classifier_and_one_value_per_class(classifier_file):
+    with pytest.raises(ConfigError, match="classifier_bias needs classify.classifier"):
+        load_config({"classify": {"classifier_bias": [0.0, 1.0]}})
+    cfg = _routed(classifier_file)
+    cfg["classify"]["classifier_bias"] = [0.0, 1.0, 2.0]
+    with pytest.raises(ConfigError, match="classifier_bias has 3 values; the classifier has 2 classes"):
+        ClassifyStage(load_config(cfg))
+
+
 def test_the_pipeline_cost_counts_the_classifier_on_every_core(classifier_file):
     frame = _half_bright()
     cfg = load_config(_routed(classifier_file))

@@ -16,7 +16,7 @@ count back from the tensors, so a config only names the file.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -83,11 +83,15 @@ MIN_TILE_PX = 4  # the first conv's kernel
 
 
 @torch.inference_mode()
-def classify_tiles(net: TileClassifier, tiles: torch.Tensor) -> torch.Tensor:
-    """Class (argmax of the scores) of each uint8 (N, h, w, 3) tile: int64 (N,). A tile under
-    :data:`MIN_TILE_PX` on a side (a frame that small) is read with its edge pixels repeated."""
+def classify_tiles(net: TileClassifier, tiles: torch.Tensor, bias: Sequence[float] = ()) -> torch.Tensor:
+    """Class (argmax of the logits plus ``bias``, one value per class or none) of each uint8
+    (N, h, w, 3) tile: int64 (N,). A tile under :data:`MIN_TILE_PX` on a side (a frame that small)
+    is read with its edge pixels repeated."""
     x = tiles.permute(0, 3, 1, 2).float().div_(255.0)
     short_h, short_w = max(0, MIN_TILE_PX - x.shape[2]), max(0, MIN_TILE_PX - x.shape[3])
     if short_h or short_w:
         x = F.pad(x, (0, short_w, 0, short_h), mode="replicate")
-    return net(x).argmax(dim=1)
+    logits = net(x)
+    if len(bias):
+        logits = logits + torch.tensor(list(bias), dtype=logits.dtype)
+    return logits.argmax(dim=1)

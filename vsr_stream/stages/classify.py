@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -60,16 +60,17 @@ def tile_classes(frame: Any, geom: np.ndarray, cfg: ClassifyConfig) -> Any:
     """Class of every tile of ``geom``: int8 ``(n,)`` on ``frame``'s device; all zeros for a single
     class. By the learned classifier if ``cfg.classifier`` names one, else by TVAT."""
     if cfg.classifier is not None and len(geom):
-        return learned_classes(frame, geom, cfg.classifier)
+        return learned_classes(frame, geom, cfg.classifier, cfg.classifier_bias)
     if not cfg.tvat_thresholds or not len(geom):
         return array_module(frame).zeros(len(geom), dtype=np.int8)
     return classify(tile_tvat(vsp(frame), geom, cfg.vsp_threshold), cfg.tvat_thresholds)
 
 
-def learned_classes(frame: Any, geom: np.ndarray, weights: str) -> Any:
+def learned_classes(frame: Any, geom: np.ndarray, weights: str, bias: Sequence[float] = ()) -> Any:
     """Class of every tile of ``geom`` (n >= 1) by the tile classifier in ``weights``, which reads each
-    tile's core (uint16 frames on the 0-255 scale, as TVAT): int8 ``(n,)`` on ``frame``'s device.
-    The classifier runs on the CPU; GPU cores are copied to the host for it (3 bytes a pixel)."""
+    tile's core (uint16 frames on the 0-255 scale, as TVAT), ``bias`` added to its logits: int8 ``(n,)``
+    on ``frame``'s device. The classifier runs on the CPU; GPU cores are copied to the host for it
+    (3 bytes a pixel)."""
     import torch
 
     from vsr_stream.models.classifier import classify_tiles, load_classifier
@@ -79,7 +80,7 @@ def learned_classes(frame: Any, geom: np.ndarray, weights: str) -> Any:
     host = cores if xp is np else xp.asnumpy(cores)
     if host.dtype == np.uint16:
         host = (host >> 8).astype(np.uint8)
-    classes = classify_tiles(load_classifier(weights), torch.from_numpy(np.ascontiguousarray(host)))
+    classes = classify_tiles(load_classifier(weights), torch.from_numpy(np.ascontiguousarray(host)), bias)
     return xp.asarray(classes.numpy().astype(np.int8))
 
 
@@ -95,6 +96,9 @@ def check_classifier(cfg: PipelineConfig) -> None:
     if n != cfg.n_classes:
         raise ConfigError(f"classify.classifier {cfg.classify.classifier} sorts tiles into {n} classes, "
                           f"but upscale.branches has {cfg.n_classes}")
+    if cfg.classify.classifier_bias and len(cfg.classify.classifier_bias) != n:
+        raise ConfigError(f"classify.classifier_bias has {len(cfg.classify.classifier_bias)} values; "
+                          f"the classifier has {n} classes")
 
 
 def batches_by_class(geom: np.ndarray, classes: np.ndarray, cfg: PipelineConfig, contexts: tuple[int, ...],
