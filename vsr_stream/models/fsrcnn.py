@@ -298,7 +298,8 @@ def ps_receptive_radius_px(n_map_layers: int = N_MAP_LAYERS, tail_kernel: int = 
 
     The body needs 2 + ``n_map_layers`` (as in :func:`receptive_radius_px`), the 3x3 tail 1
     more (a 1x1 tail none); the pixel shuffle puts HR pixel o at LR pixel floor(o / scale) and
-    adds nothing; the bicubic skip needs 2, less than the rest. So 7 at every scale (tight).
+    adds nothing; the bicubic skip needs 2, less than the rest. So 7 at every scale with m = 4 and
+    the 3x3 tail, 6 with the 1x1 one (tight).
     """
     return 2 + n_map_layers + tail_kernel // 2
 

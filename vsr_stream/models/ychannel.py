@@ -55,14 +55,11 @@ class YChannel(nn.Module):
 
 
 def fsrcnn_ps_y(scale: int, feature_channels: int, n_map_layers: int = N_MAP_LAYERS, n_point_layers: int = 0,
-                tail_kernel: int = 3) -> YChannel:
-    return YChannel(FSRCNNPS(scale, feature_channels, n_map_layers=n_map_layers, image_channels=1,
-                             n_point_layers=n_point_layers, tail_kernel=tail_kernel), scale)
-
-
-def fsrcnn_ps_yc(scale: int, feature_channels: int, n_map_layers: int) -> YChannel:
-    net = FSRCNNPS(scale, feature_channels, n_map_layers=n_map_layers, image_channels=1, guide_channels=2)
-    return YChannel(net, scale, chroma_guide=True)
+                tail_kernel: int = 3, chroma_guide: bool = False) -> YChannel:
+    """A luma FSRCNN-PS; with ``chroma_guide`` it also reads the LR chroma (2 guide channels)."""
+    net = FSRCNNPS(scale, feature_channels, n_map_layers=n_map_layers, image_channels=1,
+                   guide_channels=2 if chroma_guide else 0, n_point_layers=n_point_layers, tail_kernel=tail_kernel)
+    return YChannel(net, scale, chroma_guide=chroma_guide)
 
 
 def edsr_y(scale: int, blocks: int, channels: int) -> YChannel:
@@ -72,8 +69,8 @@ def edsr_y(scale: int, blocks: int, channels: int) -> YChannel:
 def _fsrcnn_ps_descriptor(name: str, scales: tuple[int, ...], description: str, d: int, m: int = N_MAP_LAYERS,
                           p: int = 0, tail_kernel: int = 3, chroma_guide: bool = False) -> ModelDescriptor:
     """A luma FSRCNN-PS entry whose builder and receptive radius come from the same widths and depths."""
-    builder = (partial(fsrcnn_ps_yc, feature_channels=d, n_map_layers=m) if chroma_guide else
-               partial(fsrcnn_ps_y, feature_channels=d, n_map_layers=m, n_point_layers=p, tail_kernel=tail_kernel))
+    builder = partial(fsrcnn_ps_y, feature_channels=d, n_map_layers=m, n_point_layers=p, tail_kernel=tail_kernel,
+                      chroma_guide=chroma_guide)
     return ModelDescriptor(name=name, scales=scales, builder=builder, learned=True, supports_half=True,
                            receptive_radius_px=ps_receptive_radius_px(m, tail_kernel), min_size_px=1,
                            description=description, family="fsrcnn")
