@@ -319,14 +319,21 @@ class BranchModel:
     ``precision`` ("fp32", "fp16", "bf16", "int8") and ``layout`` ("channels_last",
     "contiguous") are the resolved settings.
 
+    On the CPU, constructing one also sets this process's heap to keep the network's freed
+    activations resident (:func:`~vsr_stream.runtime.memory.keep_heap_resident`): without it
+    glibc returns them to the system after most calls and the next call faults them back in.
+
     Raises ConfigError at construction for int8 on a model without convolutions.
     """
 
     def __init__(self, branch: BranchConfig, scale: int, allow_random: bool) -> None:
         from vsr_stream.models import get
+        from vsr_stream.runtime.memory import keep_heap_resident
 
         self.scale = scale
         self.device = resolve_device(branch.device)
+        if self.device.type == "cpu":
+            keep_heap_resident()
         if branch.threads:
             torch.set_num_threads(branch.threads)
         self.precision = resolve_precision(branch, scale, self.device)
