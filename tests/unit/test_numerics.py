@@ -193,6 +193,31 @@ def test_branch_layouts_upscale_alike():
     assert np.abs(out["contiguous"].astype(int) - out["channels_last"].astype(int)).max() <= 1
 
 
+@pytest.mark.parametrize("model", ["fsrcnn-ps-56-m9p4-y", "fsrcnn-ps-36-t1-y", "bicubic"])
+@pytest.mark.parametrize("dtype, peak", [(np.uint8, 255), (np.uint16, 65535)])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_a_phased_branch_gives_the_models_interleaved_output(model, dtype, peak, layout):
+    """Clamping, rounding and converting the phases before the interleave gives the model's own output."""
+    torch.manual_seed(0)
+    branch = BranchModel(BranchConfig(model=model, precision="fp32", layout=layout), 4, allow_random=True)
+    assert branch.phased
+    windows = (picture(1, 15, 21).astype(np.int64) * peak // 255).astype(dtype)[None].repeat(2, axis=0)
+    x = torch.from_numpy(windows.astype(np.float32) / peak).permute(0, 3, 1, 2)
+    torch.manual_seed(0)  # the branch's random weights again
+    with torch.inference_mode():
+        expected = build_model(model, 4, allow_random=True).eval()(x)
+    expected = expected.clamp(0, 1).mul(peak).round().permute(0, 2, 3, 1).numpy().astype(dtype)
+    out = branch.upscale(windows)
+    assert out.dtype == dtype and out.shape == (2, 60, 84, 3) and out.flags.c_contiguous
+    assert np.abs(out.astype(np.int64) - expected.astype(np.int64)).max() <= 1  # float rounding at .5
+    assert (out != expected).mean() < 1e-3
+
+
+def test_ensembles_and_nets_without_a_skip_are_not_phased():
+    assert not BranchModel(BranchConfig(model="fsrcnn-ps-16-y", self_ensemble=True), 2, allow_random=True).phased
+    assert not BranchModel(BranchConfig(model="edsr-b4c32"), 2, allow_random=True).phased
+
+
 # ---------------------------------------------------------------- int8
 
 def _psnr_db(a: np.ndarray, b: np.ndarray) -> float:

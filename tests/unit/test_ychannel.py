@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsr_stream.models import build_model
+from vsr_stream.models import build_model, interp, ychannel
 from vsr_stream.models.macs import count_macs, macs_per_output_pixel
 from vsr_stream.models.ychannel import YChannel, luma
 
@@ -65,9 +65,10 @@ def test_chroma_guided_net_loads_the_luma_net_as_the_same_function(tmp_path):
     x = torch.rand(2, 3, 13, 17)
     with torch.no_grad():
         torch.testing.assert_close(guided(x), luma_only(x), atol=0, rtol=0)
-    # The guide is the only addition: 2 chroma channels x 56 features per LR pixel.
+    # The guide is the only addition: 2 chroma channels x 56 features per LR pixel, and the 2 x 3
+    # multiply-adds per LR pixel that compute that chroma.
     extra = macs_per_output_pixel(guided, 4) - macs_per_output_pixel(luma_only, 4)
-    assert extra == 2 * 56 / 4**2
+    assert extra == (2 * 56 + 2 * 3) / 4**2
 
 
 def test_chroma_guide_lets_the_lr_chroma_shape_the_luma():
@@ -88,10 +89,54 @@ def test_chroma_guide_lets_the_lr_chroma_shape_the_luma():
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_the_colour_transforms_are_counted(scale):
-    """A luma net costs its network on Y, the bicubic chroma (16 taps x 2 channels per HR pixel)
-    and the two 3x3 colour matrices: RGB -> YCbCr per LR pixel, YCbCr -> RGB per HR pixel."""
-    model = build_model("fsrcnn-ps-56-y", scale, allow_random=True)
+    """A luma net without a bicubic skip costs its network on Y, the bicubic chroma (16 taps x 2
+    channels per HR pixel) and the two 3x3 colour matrices: RGB -> YCbCr per LR pixel, YCbCr ->
+    RGB per HR pixel."""
+    model = build_model("edsr-b6c32-y", scale, allow_random=True)
+    assert not model.phase_output
     net_on_y = count_macs(model.net, torch.zeros(1, 1, 16, 20))
     total = count_macs(model, torch.zeros(1, 3, 16, 20))
     hr_px = 16 * 20 * scale * scale
     assert total - net_on_y == 2 * 16 * hr_px + 9 * 16 * 20 + 9 * hr_px
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_a_skip_net_folds_the_colour_transforms_into_an_rgb_bicubic(scale):
+    """FSRCNN-PS: its Y skip becomes the RGB bicubic (16 taps x 3 channels per HR pixel), and the
+    colour work left is Y per LR pixel (3 MACs); nothing per HR pixel."""
+    model = build_model("fsrcnn-ps-56-y", scale, allow_random=True)
+    assert model.phase_output
+    net_on_y = count_macs(model.net, torch.zeros(1, 1, 16, 20))
+    total = count_macs(model, torch.zeros(1, 3, 16, 20))
+    hr_px = 16 * 20 * scale * scale
+    assert total - net_on_y == (3 - 1) * 16 * hr_px + 3 * 16 * 20
+
+
+def _through_ycbcr(model: YChannel, x: torch.Tensor) -> torch.Tensor:
+    """The luma model's output the long way: to YCbCr, the net on Y (with its bicubic skip),
+    bicubic chroma, back to RGB."""
+    m = ychannel.RGB_TO_YCBCR.double()
+    offset = ychannel.OFFSET.double().view(1, 3, 1, 1)
+    ycc = torch.einsum("ij,njhw->nihw", m, x.double()) + offset
+    net_in = ycc if model.chroma_guide else ycc[:, :1]
+    if model.chroma_guide:
+        net_in = torch.cat([ycc[:, :1], ycc[:, 1:] - offset[:, 1:]], dim=1)
+    y = model.net.double()(net_in)
+    chroma = F.interpolate(ycc[:, 1:], scale_factor=model.scale, mode="bicubic", align_corners=False)
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(m), torch.cat([y, chroma], dim=1) - offset)
+
+
+@pytest.mark.parametrize("name, scale", [("fsrcnn-ps-56-m9p4-y", 4), ("fsrcnn-ps-56-m12-yc", 3), ("fsrcnn-ps-36-t1-y", 2)])
+def test_phases_equal_the_output_through_ycbcr(name, scale):
+    torch.manual_seed(3)
+    model = build_model(name, scale, allow_random=True).eval()
+    for p in model.parameters():  # a residual of a trained net's size, not an untrained tail's 1e-3
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.rand(2, 3, 13, 17)
+    with torch.no_grad():
+        ref = _through_ycbcr(model, x)
+        out = model(x)
+        interleaved = interp.phases_to_image(model.phases(x), scale)
+    assert (ref - F.interpolate(x.double(), scale_factor=scale, mode="bicubic")).abs().mean() > 0.01  # not bicubic
+    torch.testing.assert_close(out.double(), ref, atol=2e-5, rtol=0)
+    torch.testing.assert_close(interleaved, out, atol=0, rtol=0)

@@ -112,13 +112,17 @@ class FSRCNNPS(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` is (N, image_channels + guide_channels, H, W); the output has image_channels."""
-        learned = learned_dtype(self.body, x)  # may be narrower than x's: see vsr_stream.models.dtypes
+        return self.shuffle(self.residual(x)) + self.skip(x[:, : self.image_channels])
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The learned residual before its pixel shuffle: (N, image_channels * scale**2, H, W)
+        in ``x``'s dtype (the layers run in their own: see vsr_stream.models.dtypes)."""
+        learned = learned_dtype(self.body, x)
         if self.guide is None:
-            return self.shuffle(self.tail(self.body(x.to(learned)))).to(x.dtype) + self.skip(x)
-        image = x[:, : self.image_channels]
-        guide = x[:, self.image_channels:].to(learned)
-        features = self.body[1:](self.body[0](image.to(learned)) + self.guide(guide))
-        return self.shuffle(self.tail(features)).to(x.dtype) + self.skip(image)
+            return self.tail(self.body(x.to(learned))).to(x.dtype)
+        image, guide = x[:, : self.image_channels], x[:, self.image_channels:]
+        features = self.body[1:](self.body[0](image.to(learned)) + self.guide(guide.to(learned)))
+        return self.tail(features).to(x.dtype)
 
 
 def _body(feature_channels: int, shrink_channels: int, n_map_layers: int, image_channels: int = 3,

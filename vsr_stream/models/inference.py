@@ -24,6 +24,7 @@ from vsr_stream.config import BranchConfig
 from vsr_stream.cpuinfo import this_cpu_flags
 from vsr_stream.errors import ConfigError, ModelInputError
 from vsr_stream.models.dtypes import learned_layers_to
+from vsr_stream.models.interp import phases_to_nhwc
 
 log = logging.getLogger(__name__)
 
@@ -309,6 +310,17 @@ def build_branch_module(branch: BranchConfig, scale: int, allow_random: bool) ->
     return with_self_ensemble(module) if branch.self_ensemble else module
 
 
+class _Phases(torch.nn.Module):
+    """``model.phases`` as a forward pass, to be traced, frozen or quantized like any network."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.phases(x)
+
+
 class BranchModel:
     """One branch's network on its device: ``upscale(windows)`` maps (N, h, w, 3) → (N, h*s, w*s, 3).
 
@@ -339,7 +351,11 @@ class BranchModel:
         self.precision = resolve_precision(branch, scale, self.device)
         self.layout = (choose_auto_layout(get(branch.model).family, self.device.type, self.precision)
                        if branch.layout == "auto" else branch.layout)
-        module = to_layout(build_branch_module(branch, scale, allow_random), self.layout)
+        module = build_branch_module(branch, scale, allow_random)
+        # a model that can give its output as phases (interp.bicubic_phases) has it clamped, rounded
+        # and converted at the LR size, and interleaved into the NHWC result in the same copy
+        self.phased = bool(getattr(module, "phase_output", False))
+        module = to_layout(_Phases(module) if self.phased else module, self.layout)
         if self.precision == "int8":
             from vsr_stream.models.quantize import quantize_int8
 
@@ -386,6 +402,8 @@ class BranchModel:
         # NCHW input whatever the layout: see choose_auto_layout
         planar = x.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format).div_(peak)
         y = self._forward(planar).clamp_(0.0, 1.0).mul_(peak).round_()
+        if self.phased:
+            return phases_to_nhwc(y.to(x.dtype), self.scale)
         return y.permute(0, 2, 3, 1).to(x.dtype, memory_format=torch.contiguous_format)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

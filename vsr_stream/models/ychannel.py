@@ -13,7 +13,7 @@ from torch import nn
 
 from vsr_stream.models import edsr
 from vsr_stream.models.fsrcnn import FSRCNNPS, N_MAP_LAYERS, SCALES, ps_receptive_radius_px
-from vsr_stream.models.interp import Bicubic
+from vsr_stream.models.interp import Bicubic, phases_to_image
 from vsr_stream.models.registry import ModelDescriptor
 
 # BT.601 on [0, 1]: ycbcr = RGB_TO_YCBCR @ rgb + OFFSET (the SR papers' Y, studio range).
@@ -21,6 +21,7 @@ RGB_TO_YCBCR = torch.tensor([[65.481, 128.553, 24.966],
                              [-37.797, -74.203, 112.0],
                              [112.0, -93.786, -18.214]], dtype=torch.float64) / 255.0
 OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64) / 255.0
+Y_GAIN = 255.0 / 219.0  # what one unit of Y adds to each of R, G and B
 
 
 def luma(rgb: torch.Tensor) -> torch.Tensor:
@@ -34,24 +35,47 @@ class YChannel(nn.Module):
     With ``chroma_guide``, ``net`` reads (N, 3, H, W): Y, then Cb and Cr centred on 0, and still
     returns Y only. Chroma edges then inform the luma (the picture's colour carries structure a
     luma-only net never sees), while the output chroma stays bicubic.
+
+    When ``net`` is a bicubic skip plus a learned residual (:class:`FSRCNNPS`), the colour
+    transforms fold away: bicubic interpolation is linear and keeps constants, so converting the
+    bicubic Y, Cb, Cr back to RGB gives the bicubic RGB, and Y's residual adds to R, G and B
+    alike times ``Y_GAIN`` (the Y column of the inverse BT.601 matrix is 255/219 in every row).
+    The output is then ``bicubic(rgb) + Y_GAIN * residual``, computed as phases at the LR size
+    (:meth:`phases`, :attr:`phase_output`): no colour transform and no per-channel work at HR.
     """
 
     def __init__(self, net: nn.Module, scale: int, chroma_guide: bool = False) -> None:
         super().__init__()
         self.net, self.scale, self.chroma_guide = net, scale, chroma_guide
-        self.chroma = Bicubic(scale)
+        self.phase_output = isinstance(net, FSRCNNPS)
+        self.chroma = Bicubic(scale, interleave=not self.phase_output)  # of the chroma, or of RGB as phases
         self.register_buffer("to_ycc", RGB_TO_YCBCR.float(), persistent=False)
         self.register_buffer("to_rgb", torch.linalg.inv(RGB_TO_YCBCR).float(), persistent=False)
         self.register_buffer("offset", OFFSET.float().view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ycc = torch.einsum("ij,njhw->nihw", self.to_ycc.to(x.dtype), x) + self.offset.to(x.dtype)
-        chroma = self.chroma(ycc[:, 1:])
-        net_in = ycc[:, :1]
-        if self.chroma_guide:
-            net_in = torch.cat([net_in, ycc[:, 1:] - self.offset[:, 1:].to(x.dtype)], dim=1)
-        up = torch.cat([self.net(net_in), chroma], dim=1) - self.offset.to(x.dtype)
-        return torch.einsum("ij,njhw->nihw", self.to_rgb.to(x.dtype), up)
+        if self.phase_output:
+            return phases_to_image(self.phases(x), self.scale)
+        ycc = self._net_input(x, chroma=True)
+        y = self.net(ycc if self.chroma_guide else ycc[:, :1]) - self.offset[:, :1].to(x.dtype)
+        return torch.einsum("ij,njhw->nihw", self.to_rgb.to(x.dtype), torch.cat([y, self.chroma(ycc[:, 1:])], dim=1))
+
+    def phases(self, x: torch.Tensor) -> torch.Tensor:
+        """The output as phase-major phases (N, 3 * s * s, H, W) (see :func:`interp.bicubic_phases`);
+        only when :attr:`phase_output`."""
+        n, _, h, w = x.shape
+        s2 = self.scale * self.scale
+        residual = self.net.residual(self._net_input(x, chroma=self.chroma_guide))
+        rgb = self.chroma(x).view(n, s2, 3, h, w) + residual.view(n, s2, 1, h, w) * Y_GAIN
+        return rgb.view(n, 3 * s2, h, w)
+
+    def _net_input(self, x: torch.Tensor, chroma: bool) -> torch.Tensor:
+        """Y with its 16/255 offset (the luma net's input), then with ``chroma`` Cb and Cr centred on 0."""
+        y_offset = self.offset[:, :1].to(x.dtype)
+        if not chroma:
+            return luma(x) + y_offset
+        ycc = torch.einsum("ij,njhw->nihw", self.to_ycc.to(x.dtype), x)
+        return torch.cat([ycc[:, :1] + y_offset, ycc[:, 1:]], dim=1)
 
 
 def fsrcnn_ps_y(scale: int, feature_channels: int, n_map_layers: int = N_MAP_LAYERS, n_point_layers: int = 0,
@@ -76,6 +100,9 @@ def _fsrcnn_ps_descriptor(name: str, scales: tuple[int, ...], description: str, 
                            description=description, family="fsrcnn")
 
 
+# The multiply-add counts below are those of the colour transforms before the phase output
+# (YChannel): since it, every net here costs 9.4 MACs per HR px less (the YCbCr -> RGB matrix
+# per HR pixel and 6 of the 9 per LR pixel are gone), e.g. the x4 default 1,489 where it says 1,498.
 DESCRIPTORS = tuple(
     _fsrcnn_ps_descriptor(f"fsrcnn-ps-{d}-y", SCALES, f"FSRCNN-PS d={d} on BT.601 luma, bicubic chroma", d)
     for d in (16, 36, 56)
