@@ -5,12 +5,16 @@ the tiles match exactly)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.stages.conftest import psnr
 from tests.stages.test_tile_path import textured, whole_frame
 from vsr_stream.api import check_models
 from vsr_stream.config import load_config
+from vsr_stream.models import build_model
+from vsr_stream.models.macs import macs_per_output_pixel
 from vsr_stream.models.registry import SHIPPED_WEIGHTS_DIR
 from vsr_stream.resources import preset_names
 from vsr_stream.train.card import LICENCE
@@ -26,6 +30,15 @@ def test_weights_ship_with_a_card_each():
         text = card.read_text(encoding="utf-8")
         for needed in (LICENCE, "vsr-stream train", "Wall time", "bf16", "steps"):
             assert needed in text, f"{card.name} lacks {needed!r}"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_each_card_states_the_models_multiply_adds_as_counted_now(path):
+    text = path.with_suffix(".md").read_text(encoding="utf-8")
+    model = re.search(r"\| model \| `([^`]+)`", text).group(1)
+    scale = int(re.search(r"\| scale \| ×(\d)", text).group(1))
+    macs = macs_per_output_pixel(build_model(model, scale, weights=str(path)), scale)
+    assert f"| multiply-adds per output pixel (whole frame) | {macs:,.0f} |" in text, path.name
 
 
 @pytest.mark.parametrize("preset", preset_names())
