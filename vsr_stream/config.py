@@ -413,6 +413,11 @@ class TrainBranchConfig(_Section):
         "rgb", description="Colour space the loss is scored in: 'rgb', or 'y' (BT.601 luma, what eval measures) "
         "for a luma network: its chroma is bicubic and fixed, and an RGB loss pulls its Y towards cancelling "
         "the chroma error instead of towards the true Y. Refused for an RGB network (its chroma would go untrained).")
+    quantize_aware: bool = Field(
+        False, description="Quantization-aware training: every forward pass runs the network with the int8 "
+        "rounding of precision = 'int8' simulated (weights per channel, activations at the ranges its calibration "
+        "gives, refreshed at each validation), so the weights learn to work under it. The result is float weights "
+        "to be run with precision = 'int8'; start it from trained weights (init).")
 
     @model_validator(mode="after")
     def _untrained_needs_init(self) -> "TrainBranchConfig":
@@ -422,6 +427,8 @@ class TrainBranchConfig(_Section):
             raise ValueError(f"branch {self.model!r}: a list init is a soup of two or more weights files that each "
                              f"fit the model (init_layers = 'all'); got {len(self.init)} file(s) with "
                              f"init_layers = {self.init_layers!r}")
+        if self.quantize_aware and self.init is None:
+            raise ValueError(f"branch {self.model!r}: quantize_aware fine-tunes trained weights; give init")
         if self.steps == 0 and self.init is None:
             raise ValueError(f"branch {self.model!r} has steps = 0 and no init: it would ship untrained weights")
         if self.steps and self.warmup_steps >= self.steps:

@@ -98,6 +98,66 @@ def quantize_int8(module: nn.Module, batch: int = 16) -> nn.Module:
     return net
 
 
+def fake_quantized(module: nn.Module) -> nn.Module:
+    """A twin of the float CPU ``module`` for quantization-aware training: the same layers and
+    parameters (shared, so training the twin trains ``module``, which stays a plain float network),
+    arranged in the islands of :func:`quantize_int8`, each convolution's weights and each island's
+    input and output passed through int8 fake quantization as :func:`quantize_int8` would round
+    them. Activation ranges come from :func:`calibrate_fake_quant` (called here once).
+
+    Raises ConfigError if ``module`` has no convolution to quantize.
+    """
+    leaves = {id(m): m for m in module.modules() if not list(m.children())}
+    twin = copy.deepcopy(module, memo=dict(leaves))  # new containers around the same layers
+    islands = _make_islands(twin)
+    if not islands:
+        raise ConfigError(f"quantize_aware: {type(module).__name__} has no convolutions to quantize")
+    for island in islands:
+        island.qconfig = _qat_qconfig(island)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated")
+        tq.prepare_qat(twin.train(), inplace=True)
+    calibrate_fake_quant(twin)
+    return twin
+
+
+def calibrate_fake_quant(twin: nn.Module, batch: int = 16) -> None:
+    """Set the activation ranges of a :func:`fake_quantized` twin as :func:`quantize_int8`
+    calibrates them: min/max of the float network's activations on :func:`calibration_windows`."""
+    fakes = [(name, m) for name, m in twin.named_modules() if isinstance(m, tq.FakeQuantize)]
+    activations = [m for name, m in fakes if not name.endswith("weight_fake_quant")]
+    for _, m in fakes:
+        m.disable_fake_quant()
+    for m in activations:
+        m.activation_post_process.reset_min_max_vals()
+        m.enable_observer()
+    with torch.no_grad():
+        for x in calibration_windows().split(batch):
+            twin(x)
+    for m in activations:
+        m.disable_observer()
+    for _, m in fakes:
+        m.enable_fake_quant()
+
+
+def _qat_qconfig(island: nn.Sequential) -> tq.QConfig:
+    """:func:`_qconfig`'s rounding as fake quantization: activations per tensor at fixed calibrated
+    ranges, weights per output channel at their current min/max (no running average)."""
+    ptq = _qconfig(island)
+    reduce_range = ptq.activation.p.keywords.get("reduce_range", False)
+    activation = tq.FakeQuantize.with_args(observer=tq.MinMaxObserver, quant_min=0, quant_max=127 if reduce_range else 255,
+                                           dtype=torch.quint8, qscheme=torch.per_tensor_affine)
+    if any(isinstance(m, nn.ConvTranspose2d) for m in island.modules()):
+        weight = tq.FakeQuantize.with_args(observer=tq.MovingAverageMinMaxObserver, averaging_constant=1.0,
+                                           quant_min=-128, quant_max=127, dtype=torch.qint8,
+                                           qscheme=torch.per_tensor_symmetric)
+    else:
+        weight = tq.FakeQuantize.with_args(observer=tq.MovingAveragePerChannelMinMaxObserver, averaging_constant=1.0,
+                                           quant_min=-128, quant_max=127, dtype=torch.qint8,
+                                           qscheme=torch.per_channel_symmetric, ch_axis=0)
+    return tq.QConfig(activation=activation, weight=weight)
+
+
 def _make_islands(module: nn.Module) -> list[nn.Sequential]:
     """Wrap ``module``'s convolutions into islands in place (see the module docstring); returns them."""
     islands: list[nn.Sequential] = []

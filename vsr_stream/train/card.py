@@ -61,7 +61,8 @@ def ship(cfg: TrainConfig, config_path: str, branch: int, stem: str, dest: Path 
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / f"{stem}.safetensors"
     shutil.copyfile(weights, target)
-    scores = _scores(cfg.branches[branch].model, cfg.scale, target, val_root or cfg.val_root)
+    scores = _scores(cfg.branches[branch].model, cfg.scale, target, val_root or cfg.val_root,
+                     int8=cfg.branches[branch].quantize_aware)
     card = dest / f"{stem}.md"
     card.write_text(render_card(cfg, config_path, branch, stem, target, history, scores), encoding="utf-8")
     card_numbers(cfg.branches[branch].model, cfg.scale, target, scores).write(card_sidecar_path(target))
@@ -78,8 +79,10 @@ def card_numbers(model: str, scale: int, weights: Path, scores: dict[str, dict[s
                        bf16_cost_db={s: round(row["bf16"][0] - row["fp32"][0], 4) for s, row in scores.items()})
 
 
-def _scores(model: str, scale: int, weights: Path, root: str | None) -> dict[str, dict[str, Any]]:
-    """Whole-image {set: {fp32: (psnr, ssim), bf16: (psnr, ssim)}} at the run's scale; {} without sr-val."""
+def _scores(model: str, scale: int, weights: Path, root: str | None, int8: bool = False) -> dict[str, dict[str, Any]]:
+    """Whole-image {set: {fp32: (psnr, ssim), bf16: (psnr, ssim)}} at the run's scale, with ``int8``
+    also {int8: (psnr, ssim)} as an int8 branch quantizes it; {} without sr-val."""
+    from vsr_stream.models.quantize import quantize_int8
     from vsr_stream.quality.evaluate import evaluate_pairs, load_sr_val, network_upscaler
 
     if not root or not (Path(root) / "Set5").is_dir():
@@ -92,6 +95,10 @@ def _scores(model: str, scale: int, weights: Path, root: str | None) -> dict[str
             net = learned_layers_to(build_model(model, scale, weights=weights), dtype)  # as a bf16 branch runs it
             r = evaluate_pairs(pairs, network_upscaler(net), scale, set_name=set_name, method=label)
             row[label] = (r.mean_psnr_db, r.mean_ssim)
+        if int8:
+            net = quantize_int8(build_model(model, scale, weights=weights))
+            r = evaluate_pairs(pairs, network_upscaler(net), scale, set_name=set_name, method="int8")
+            row["int8"] = (r.mean_psnr_db, r.mean_ssim)
         out[set_name] = row
     return out
 
@@ -123,13 +130,18 @@ def render_card(cfg: TrainConfig, config_path: str, branch: int, stem: str, weig
         "## Quality (whole image, Y channel, standard protocol)", "",
     ]
     if scores:
-        lines += ["| set | fp32 PSNR / SSIM | bf16 PSNR / SSIM | bf16 cost |", "|---|---|---|---|"]
+        int8 = all("int8" in row for row in scores.values())
+        lines += ["| set | fp32 PSNR / SSIM | bf16 PSNR / SSIM | bf16 cost |" + (" int8 PSNR / SSIM | int8 cost |" if int8 else ""),
+                  "|---|---|---|---|" + ("---|---|" if int8 else "")]
         for set_name, row in scores.items():
             (p32, s32), (p16, s16) = row["fp32"], row["bf16"]
             lines.append(f"| {set_name} ×{cfg.scale} | {p32:.2f} / {s32:.4f} | {p16:.2f} / {s16:.4f} | "
-                         f"{p16 - p32:+.3f} dB |")
+                         f"{p16 - p32:+.3f} dB |" + (f" {row['int8'][0]:.2f} / {row['int8'][1]:.4f} | "
+                                                     f"{row['int8'][0] - p32:+.3f} dB |" if int8 else ""))
         lines += ["", "bf16: the network's layers (weights and activations) in bfloat16 on the CPU; the "
-                  "bicubic skip, the sum and the colour transform in float32, as a bf16 branch runs it.",
+                  "bicubic skip, the sum and the colour transform in float32, as a bf16 branch runs it."
+                  + (" int8: `precision = \"int8\"`, the convolutions quantized and calibrated as an int8 branch "
+                     "does; these weights were trained for it (quantization-aware)." if int8 else ""),
                   "Through the tiled pipeline see `docs/quality.md` (tiling is seamless: the same numbers "
                   "at the default tiling)."]
     else:
@@ -167,7 +179,8 @@ def _training_lines(cfg: TrainConfig, config_path: str, b, history: list[dict[st
         f"batch {cfg.batch} patches of {cfg.lr_patch_px} LR px ({cfg.lr_patch_px * cfg.scale} HR px)"
         + (f" scored inside {cfg.context_px} LR px of seen context" if cfg.context_px else "") + ", "
         "random flips and rotations"
-        + _start(b) + _distilled(b) + ".",
+        + _start(b) + _distilled(b)
+        + (", with int8 rounding simulated in every forward pass (quantization-aware)" if b.quantize_aware else "") + ".",
         data,
         f"- Wall time: {last['elapsed_s'] / 60:.1f} min on a 2-core CPU (no GPU).",
         *(line for init in _inits(b.init) for line in _earlier_stage(init)),

@@ -22,6 +22,7 @@ from vsr_stream.errors import ConfigError
 from vsr_stream.models import build_model, load_matching_weights, load_weights, read_weights, save_weights, untrained_model
 from vsr_stream.models.ensemble import with_self_ensemble
 from vsr_stream.models.fsrcnn import deepened_state, pruned_state
+from vsr_stream.models.quantize import calibrate_fake_quant, fake_quantized
 from vsr_stream.models.registry import check_state_fits, weights_file
 from vsr_stream.models.ychannel import YChannel, luma
 from vsr_stream.quality.evaluate import network_upscaler
@@ -81,7 +82,9 @@ def train_branch(job: BranchJob) -> dict[str, Any]:
     state = resume(out / "ckpt.pt", net, opt, rng)
     log.info("branch %d (%s): %d of %d candidate patches, from step %d", job.cls, branch.model,
              len(members), len(bank.tvat), state["step"])
-    _loop(cfg, job, net, teacher, opt, state, bank, members, val, rng, out)
+    # quantization-aware: the steps run a twin with int8 rounding simulated, sharing net's parameters
+    runner = fake_quantized(net) if branch.quantize_aware else net
+    _loop(cfg, job, net, runner, teacher, opt, state, bank, members, val, rng, out)
     save_weights(net, out / "weights.safetensors")
     return {"cls": job.cls, "model": branch.model, **{k: state[k] for k in ("step", "elapsed_s")},
             "val_psnr_db": state["history"][-1]["val_psnr_db"] if state["history"] else None}
@@ -160,7 +163,9 @@ def trainable(net: torch.nn.Module) -> torch.nn.Module:
     return net.train()
 
 
-def _loop(cfg, job, net, teacher, opt, state, bank, members, val, rng, out) -> None:
+def _loop(cfg, job, net, runner, teacher, opt, state, bank, members, val, rng, out) -> None:
+    """Train ``net`` to its steps: forward passes through ``runner`` (``net`` itself, or its
+    fake-quantized twin, whose activation ranges are recalibrated before each validation)."""
     branch = cfg.branches[job.cls]
     bar = _bar(job, branch.steps, state["step"])
     t_resume, elapsed0 = time.monotonic(), state["elapsed_s"]
@@ -169,7 +174,7 @@ def _loop(cfg, job, net, teacher, opt, state, bank, members, val, rng, out) -> N
         set_lr(opt, lr_at(state["step"], branch.lr, cfg.lr_final_ratio, branch.steps, branch.warmup_steps))
         lr_b, hr_b = sample_batch(bank, members, cfg.batch, cfg.scale, rng)
         x = torch.from_numpy(lr_b)
-        sr = scored(net(x), cfg.context_px, cfg.scale)
+        sr = scored(runner(x), cfg.context_px, cfg.scale)
         taught = None
         if teacher is not None:
             with torch.no_grad():
@@ -185,8 +190,10 @@ def _loop(cfg, job, net, teacher, opt, state, bank, members, val, rng, out) -> N
             bar.update(1)
         done = state["step"] == branch.steps
         if state["step"] % cfg.validate_every == 0 or done:
+            if runner is not net:
+                calibrate_fake_quant(runner)
             record = {"step": state["step"], "elapsed_s": round(state["elapsed_s"], 1),
-                      "loss": float(np.mean(losses)), "val_psnr_db": validate(net, val, cfg.scale)}
+                      "loss": float(np.mean(losses)), "val_psnr_db": validate(runner, val, cfg.scale)}
             losses = []
             state["history"].append(record)
             _log_line(out, record)
