@@ -15,8 +15,8 @@ under a second of work. Calibrating on the same pictures at full size (pixel-siz
 and noise, whose activations no natural frame reaches) set the ranges too wide: the x4 default
 (`fsrcnn-ps-56-m9p4-y`) lost 0.208 / 0.127 dB on Set5 / Set14 through the pipeline, against
 0.100 / 0.087 calibrated on the enlarged pictures (crops of 8 BSD200 photographs: 0.116 /
-0.073; histogram observers on either: within 0.015 of min/max). Weights are per output channel (symmetric int8),
-activations unsigned 8 bit (7 for fbgemm kernels on CPUs without VNNI).
+0.073; histogram observers on either: within 0.015 of min/max). Weights are per output channel
+(symmetric int8), activations unsigned 8 bit (7 for fbgemm kernels on CPUs without VNNI).
 
 Kernels: oneDNN where it can (measured faster here than fbgemm, which the "x86" engine picked:
 FSRCNN-PS-56-Y x4, 320x180, 0.91x against 1.6x the fp32 channels-last time), x86/fbgemm for
@@ -142,19 +142,18 @@ def calibrate_fake_quant(twin: nn.Module, batch: int = 16) -> None:
 
 def _qat_qconfig(island: nn.Sequential) -> tq.QConfig:
     """:func:`_qconfig`'s rounding as fake quantization: activations per tensor at fixed calibrated
-    ranges, weights per output channel at their current min/max (no running average)."""
-    ptq = _qconfig(island)
-    reduce_range = ptq.activation.p.keywords.get("reduce_range", False)
-    activation = tq.FakeQuantize.with_args(observer=tq.MinMaxObserver, quant_min=0, quant_max=127 if reduce_range else 255,
+    ranges, weights at their current min/max (no running average), per output channel or per tensor
+    as :func:`_qconfig` has them."""
+    activation = tq.FakeQuantize.with_args(observer=tq.MinMaxObserver, quant_min=0,
+                                           quant_max=127 if _reduce_range(island) else 255,
                                            dtype=torch.quint8, qscheme=torch.per_tensor_affine)
-    if any(isinstance(m, nn.ConvTranspose2d) for m in island.modules()):
-        weight = tq.FakeQuantize.with_args(observer=tq.MovingAverageMinMaxObserver, averaging_constant=1.0,
-                                           quant_min=-128, quant_max=127, dtype=torch.qint8,
-                                           qscheme=torch.per_tensor_symmetric)
+    weights = dict(quant_min=-128, quant_max=127, dtype=torch.qint8, averaging_constant=1.0)
+    if _per_tensor_weights(island):
+        weight = tq.FakeQuantize.with_args(observer=tq.MovingAverageMinMaxObserver,
+                                           qscheme=torch.per_tensor_symmetric, **weights)
     else:
-        weight = tq.FakeQuantize.with_args(observer=tq.MovingAveragePerChannelMinMaxObserver, averaging_constant=1.0,
-                                           quant_min=-128, quant_max=127, dtype=torch.qint8,
-                                           qscheme=torch.per_channel_symmetric, ch_axis=0)
+        weight = tq.FakeQuantize.with_args(observer=tq.MovingAveragePerChannelMinMaxObserver,
+                                           qscheme=torch.per_channel_symmetric, ch_axis=0, **weights)
     return tq.QConfig(activation=activation, weight=weight)
 
 
@@ -213,14 +212,20 @@ def _engine(island: nn.Sequential) -> str:
 
 
 def _qconfig(island: nn.Sequential) -> tq.QConfig:
+    weight = tq.default_weight_observer if _per_tensor_weights(island) else tq.default_per_channel_weight_observer
+    return tq.QConfig(activation=tq.MinMaxObserver.with_args(reduce_range=_reduce_range(island)), weight=weight)
+
+
+def _reduce_range(island: nn.Sequential) -> bool:
     # fbgemm needs 7-bit activations without VNNI (its 16-bit sums saturate); oneDNN does not, and
     # 8 bits cost FSRCNN-PS-56-Y x4 0.15 dB on Set5 against 0.60 dB with 7.
     vnni = bool(getattr(torch.cpu, "_is_vnni_supported", lambda: False)())
-    reduce_range = _engine(island) != "onednn" and not vnni
+    return _engine(island) != "onednn" and not vnni
+
+
+def _per_tensor_weights(island: nn.Sequential) -> bool:
     # Per-channel weights everywhere but transposed convolutions (torch quantizes those per tensor).
-    per_tensor = any(isinstance(m, nn.ConvTranspose2d) for m in island.modules())
-    weight = tq.default_weight_observer if per_tensor else tq.default_per_channel_weight_observer
-    return tq.QConfig(activation=tq.MinMaxObserver.with_args(reduce_range=reduce_range), weight=weight)
+    return any(isinstance(m, nn.ConvTranspose2d) for m in island.modules())
 
 
 def _convert(island: nn.Sequential) -> None:

@@ -184,7 +184,8 @@ def _training_lines(cfg: TrainConfig, config_path: str, b, history: list[dict[st
         data,
         f"- Wall time: {last['elapsed_s'] / 60:.1f} min on a 2-core CPU (no GPU).",
         *(line for init in _inits(b.init) for line in _earlier_stage(init)),
-        f"- Validation ({cfg.val_set}, whole images, Y-PSNR) during training: "
+        f"- Validation ({cfg.val_set}, whole images, Y-PSNR"
+        + (", under the simulated int8 rounding" if b.quantize_aware else "") + ") during training: "
         + ", ".join(f"{h['val_psnr_db']:.2f} dB at {h['step']:,}" for h in _thin(history)) + ".", "",
     ]
 
