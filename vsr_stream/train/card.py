@@ -131,13 +131,15 @@ def render_card(cfg: TrainConfig, config_path: str, branch: int, stem: str, weig
     ]
     if scores:
         int8 = all("int8" in row for row in scores.values())
-        lines += ["| set | fp32 PSNR / SSIM | bf16 PSNR / SSIM | bf16 cost |" + (" int8 PSNR / SSIM | int8 cost |" if int8 else ""),
-                  "|---|---|---|---|" + ("---|---|" if int8 else "")]
+        header, rule = "| set | fp32 PSNR / SSIM | bf16 PSNR / SSIM | bf16 cost |", "|---|---|---|---|"
+        lines += [header + " int8 PSNR / SSIM | int8 cost |", rule + "---|---|"] if int8 else [header, rule]
         for set_name, row in scores.items():
             (p32, s32), (p16, s16) = row["fp32"], row["bf16"]
-            lines.append(f"| {set_name} ×{cfg.scale} | {p32:.2f} / {s32:.4f} | {p16:.2f} / {s16:.4f} | "
-                         f"{p16 - p32:+.3f} dB |" + (f" {row['int8'][0]:.2f} / {row['int8'][1]:.4f} | "
-                                                     f"{row['int8'][0] - p32:+.3f} dB |" if int8 else ""))
+            cells = f"| {set_name} ×{cfg.scale} | {p32:.2f} / {s32:.4f} | {p16:.2f} / {s16:.4f} | {p16 - p32:+.3f} dB |"
+            if int8:
+                p8, s8 = row["int8"]
+                cells += f" {p8:.2f} / {s8:.4f} | {p8 - p32:+.3f} dB |"
+            lines.append(cells)
         lines += ["", "bf16: the network's layers (weights and activations) in bfloat16 on the CPU; the "
                   "bicubic skip, the sum and the colour transform in float32, as a bf16 branch runs it."
                   + (" int8: `precision = \"int8\"`, the convolutions quantized and calibrated as an int8 branch "
