@@ -73,14 +73,15 @@ def _sr_val(root, scale: int) -> str:
     """A tiny sr-val layout (Set5 and Set14, HR and MATLAB-bicubic LR) made of generated pictures."""
     from PIL import Image
 
-    from vsr_stream.quality.imresize import imresize
+    from vsr_stream.quality.evaluate import make_pairs_from_hr
 
     for k, name in enumerate(("Set5", "Set14")):
-        hr = enlarged_picture(48, 64, seed=k)
-        for kind, img in (("HR", hr), ("LR", imresize(hr, 1 / scale))):
-            folder = root / name / f"x{scale}" / kind
-            folder.mkdir(parents=True)
-            Image.fromarray(img).save(folder / "img.png")
+        (root / "hr" / name).mkdir(parents=True)
+        Image.fromarray(enlarged_picture(48, 64, seed=k)).save(root / "hr" / name / "img.png")
+        for picture, lr, hr in make_pairs_from_hr(root / "hr" / name, scale):
+            for kind, img in (("HR", hr), ("LR", lr)):
+                (root / name / f"x{scale}" / kind).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(img).save(root / name / f"x{scale}" / kind / picture)
     return str(root)
 
 

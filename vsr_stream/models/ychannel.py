@@ -48,7 +48,8 @@ class YChannel(nn.Module):
         super().__init__()
         self.net, self.scale, self.chroma_guide = net, scale, chroma_guide
         self.phase_output = isinstance(net, FSRCNNPS)
-        self.chroma = Bicubic(scale, interleave=not self.phase_output)  # of the chroma, or of RGB as phases
+        # the chroma's bicubic or, with a phase output, the RGB's as phases
+        self.bicubic = Bicubic(scale, interleave=not self.phase_output)
         self.register_buffer("to_ycc", RGB_TO_YCBCR.float(), persistent=False)
         self.register_buffer("to_rgb", torch.linalg.inv(RGB_TO_YCBCR).float(), persistent=False)
         self.register_buffer("offset", OFFSET.float().view(1, 3, 1, 1), persistent=False)
@@ -58,7 +59,7 @@ class YChannel(nn.Module):
             return phases_to_image(self.phases(x), self.scale)
         ycc = self._net_input(x, chroma=True)
         y = self.net(ycc if self.chroma_guide else ycc[:, :1]) - self.offset[:, :1].to(x.dtype)
-        return torch.einsum("ij,njhw->nihw", self.to_rgb.to(x.dtype), torch.cat([y, self.chroma(ycc[:, 1:])], dim=1))
+        return torch.einsum("ij,njhw->nihw", self.to_rgb.to(x.dtype), torch.cat([y, self.bicubic(ycc[:, 1:])], dim=1))
 
     def phases(self, x: torch.Tensor) -> torch.Tensor:
         """The output as phase-major phases (N, 3 * s * s, H, W) (see :func:`interp.bicubic_phases`);
@@ -66,7 +67,7 @@ class YChannel(nn.Module):
         n, _, h, w = x.shape
         s2 = self.scale * self.scale
         residual = self.net.residual(self._net_input(x, chroma=self.chroma_guide))
-        rgb = self.chroma(x).view(n, s2, 3, h, w) + residual.view(n, s2, 1, h, w) * Y_GAIN
+        rgb = self.bicubic(x).view(n, s2, 3, h, w) + residual.view(n, s2, 1, h, w) * Y_GAIN
         return rgb.view(n, 3 * s2, h, w)
 
     def _net_input(self, x: torch.Tensor, chroma: bool) -> torch.Tensor:
