@@ -180,11 +180,16 @@ class ReuseConfig(_Section):
 
     enabled: bool = Field(True, description="Reuse unchanged tiles from the previous output frame.")
     mad_threshold: float = Field(
-        2.0, ge=0, description="A tile is unchanged when every block of its core has a mean |difference| from "
+        8.0, ge=0, description="A tile is unchanged when every block of its core has a mean |difference| from "
         "the core it had when last upscaled of at most this, per LR pixel and channel on the 0-255 scale "
         "(uint16 frames are compared as value >> 8). 0 reuses only identical cores. The default was chosen "
-        "by the sweep in docs/performance.md: 1.5-2.5 cost 0.017-0.040 dB on a noisy static-camera clip and "
-        "nothing on camera-like video.")
+        "by the sweep in docs/performance.md: with the correction (below) 8 costs 0.037 dB on a noisy "
+        "static-camera clip and 0.004 dB on camera-like video.")
+    correct: bool = Field(
+        True, description="Add to each reused tile the bicubic upscale of how its LR pixels changed since the "
+        "previous frame, so that noise and slow edges within the threshold still show, as the networks' "
+        "bicubic skip would show them (docs/performance.md: on the static clip, at mad_threshold 2, -0.002 dB "
+        "against -0.031 without; at 8, -0.037 against -0.59).")
     block_px: int = Field(
         16, ge=1, description="Side of the blocks the difference is averaged over, in LR pixels (each core is "
         "split into evenly sized blocks of about this side): small enough that a small moving object is not "

@@ -41,7 +41,7 @@ WELCOME = "welcome"  # directory -> external worker: addresses and the run's con
 
 DATA_KINDS = frozenset({STREAMS, FRAME, PLAN, TILES, RESULT, PACKET, INGEST, EOS})
 CONTROL_KINDS = frozenset({READY, START, STOP, DONE, ERROR, PROGRESS, HELLO, WELCOME})
-_ALLOWED_DTYPES = frozenset({"uint8", "uint16", "int32", "int64", "float16", "float32"})
+_ALLOWED_DTYPES = frozenset({"uint8", "uint16", "int16", "int32", "int64", "float16", "float32"})
 
 # Columns of the int32 tile-geometry array carried by TILES and RESULT (one row per tile).
 # core: the tile whose upscaled pixels are blended; window: the LR pixels cut for the net.
@@ -50,7 +50,9 @@ GEOM_COLUMNS = ("tile_id", "y0", "x0", "h", "w", "wy0", "wx0", "wh", "ww")
 # PLAN: header {index, pts, time_base, duration, name, h, w, dtype, n_tiles}; n_tiles counts the
 # tiles sent to branches (the RESULT rows stitch waits for). Payload: none when no tile is reused,
 # else one int32 (r, 9) GEOM_COLUMNS array, r >= 1: the tiles stitch fills from the previous output
-# frame instead (temporal reuse). n_tiles + r is the frame's whole tile plan.
+# frame instead (temporal reuse), then, when reuse corrects them (ReuseConfig.correct), the frame's
+# LR change since the previous frame: (h, w, 3) int16 (uint8 frames) or int32 (uint16 frames).
+# n_tiles + r is the frame's whole tile plan.
 
 
 @dataclass

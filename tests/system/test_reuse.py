@@ -27,35 +27,40 @@ def square_at(i: int) -> tuple[int, int]:
     return 8 + 3 * i, 6 + 7 * i
 
 
-def static_frames() -> list[np.ndarray]:
-    """A fixed textured background (noise included, identical in every frame) and a red square
-    moving across it."""
+def static_frames(drift: int = 0) -> list[np.ndarray]:
+    """A fixed textured background (noise included, identical in every frame unless it brightens
+    by ``drift`` levels a frame) and a red square moving across it."""
     rng = np.random.default_rng(7)
     yy, xx = np.mgrid[0:H, 0:W]
     base = 128 + 50 * (np.sin(xx / 4) * np.cos(yy / 6))[..., None] + rng.normal(0, 12, (H, W, 3))
     background = np.clip(base, 0, 255).astype(np.uint8)
     frames = []
     for i in range(FRAMES):
-        f = background.copy()
+        f = background + np.uint8(drift * i)
         y, x = square_at(i)
         f[y:y + SQUARE_PX, x:x + SQUARE_PX] = (250, 30, 30)
         frames.append(f)
     return frames
 
 
-@pytest.fixture(scope="module")
-def static_clip(tmp_path_factory) -> Path:
-    """:func:`static_frames` in lossless RGB H.264, so every decoded background pixel is identical."""
-    path = tmp_path_factory.mktemp("reuse") / "static.mkv"
+def write_lossless(path: Path, frames: list[np.ndarray]) -> None:
+    """``frames`` in lossless RGB H.264, so every decoded pixel is the one written."""
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264rgb", rate=24)
         stream.width, stream.height, stream.pix_fmt = W, H, "rgb24"
         stream.codec_context.options = {"qp": "0", "preset": "ultrafast"}
-        for i, f in enumerate(static_frames()):
+        for i, f in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(f, format="rgb24")
             frame.pts = i
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
+
+
+@pytest.fixture(scope="module")
+def static_clip(tmp_path_factory) -> Path:
+    """:func:`static_frames`, lossless, so every decoded background pixel is identical."""
+    path = tmp_path_factory.mktemp("reuse") / "static.mkv"
+    write_lossless(path, static_frames())
     return path
 
 
@@ -129,3 +134,23 @@ def test_reuse_off_is_frame_by_frame_processing(static_clip, tmp_path):
     for lr, out in zip(decoded(static_clip), outs, strict=True):
         [alone] = InlinePipeline(cfg).run([lr])
         np.testing.assert_array_equal(out, alone.arrays[0])
+
+
+def test_corrected_reuse_follows_a_slow_change_as_the_bicubic_branch_would(tmp_path):
+    """The background brightens by one level a frame, under a loose threshold: every background
+    tile is reused. With the correction a bicubic branch's output stays what upscaling every frame
+    gives (bicubic is linear), up to rounding; without it the reused tiles keep the first frame's."""
+    path = tmp_path / "drift.mkv"
+    write_lossless(path, static_frames(drift=1))
+    loose = {**LOSSLESS, "reuse": {"mad_threshold": 10.0, "max_age_frames": 100}}
+    off = vsr_stream.upscale(path, tmp_path / "off.mkv", scale=2, overrides={**LOSSLESS, **REUSE_OFF})
+    on = vsr_stream.upscale(path, tmp_path / "on.mkv", scale=2, overrides=loose)
+    plain = vsr_stream.upscale(path, tmp_path / "plain.mkv", scale=2,
+                               overrides={**loose, "reuse": {**loose["reuse"], "correct": False}})
+    assert on.tiles_reused == plain.tiles_reused > sum(off.tiles_per_class) // 2
+    mask = untouched_hr(2, TILING["context_px"] + 2)
+    want, got, stale = (decoded(tmp_path / f"{name}.mkv") for name in ("off", "on", "plain"))
+    for i, (w, g, s) in enumerate(zip(want, got, stale, strict=True)):
+        assert np.abs(w[mask].astype(int) - g[mask]).max() <= 2, f"frame {i}"
+        if i >= 3:
+            assert np.abs(w[mask].astype(int) - s[mask]).max() >= i - 1, f"frame {i}: the test must see the drift"

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vsr_stream.models.interp import Bicubic, bicubic_upsample, phase_taps
+from vsr_stream.models.interp import Bicubic, bicubic_add, bicubic_upsample, phase_taps
 from vsr_stream.models.macs import count_macs
 
 
@@ -37,3 +37,25 @@ def test_half_precision_runs_in_that_dtype():
     y = bicubic_upsample(x, 2)
     assert y.dtype == torch.bfloat16
     assert torch.allclose(y.float(), bicubic_upsample(x.float(), 2), atol=2e-2)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("dtype,top", [(torch.uint8, 255), (torch.uint16, 65535)])
+def test_bicubic_add_is_the_base_plus_the_bicubic_change_rounded_and_clamped(scale, dtype, top):
+    g = torch.Generator().manual_seed(scale)
+    change = torch.randint(-top // 4, top // 4, (9, 13, 3), generator=g, dtype=torch.int32)
+    base = torch.randint(0, top + 1, (9 * scale, 13 * scale, 3), generator=g, dtype=torch.int32).to(dtype)
+    got = bicubic_add(base, change, scale)
+    up = F.interpolate(change.double().permute(2, 0, 1)[None], scale_factor=scale, mode="bicubic", align_corners=False)
+    want = (base.double() + up[0].permute(1, 2, 0)).round().clamp(0, top)
+    assert got.dtype == dtype and got.shape == base.shape
+    assert ((want == 0) | (want == top)).any(), "the clamp must be exercised"
+    diff = (got.double() - want).abs()
+    assert diff.max() <= 1 and (diff > 0).double().mean() < 0.01  # ties at float32 rounding only
+
+
+def test_bicubic_add_refuses_mismatched_shapes_and_float_bases():
+    with pytest.raises(ValueError, match="bicubic_add"):
+        bicubic_add(torch.zeros(8, 8, 3, dtype=torch.uint8), torch.zeros(3, 4, 3), 2)
+    with pytest.raises(ValueError, match="bicubic_add"):
+        bicubic_add(torch.zeros(8, 8, 3), torch.zeros(4, 4, 3), 2)

