@@ -48,6 +48,14 @@ def test_a_tile_reused_max_age_times_in_a_row_is_upscaled_again():
     assert pattern == [True, True, False, True, True, False, True]
 
 
+def test_a_frame_reusing_fewer_than_min_fraction_of_its_tiles_reuses_none():
+    change, age = np.array([0.0, 0.0, 5.0, 5.0, 5.0]), np.array([3, 0, 2, 0, 0])
+    reused, new_age = decide_reuse(change, age, 1.0, 30, min_fraction=0.5)  # 2 of 5 < 2.5
+    assert not reused.any() and new_age.tolist() == [0] * 5
+    reused, new_age = decide_reuse(change, age, 1.0, 30, min_fraction=0.4)  # 2 of 5 >= 2
+    assert reused.tolist() == [True, True, False, False, False] and new_age.tolist() == [4, 1, 0, 0, 0]
+
+
 def test_block_rows_partition_every_core_into_even_blocks():
     rows = block_rows(3, 37, 20, 16)  # 37 -> 13,12,12 rows; 20 -> 10,10 columns
     assert rows.shape == (3 * 3 * 2, 9)
@@ -74,7 +82,7 @@ def test_uint16_changes_are_measured_on_the_8_bit_scale():
 
 
 def test_bad_reuse_settings_fail_as_config_errors():
-    for bad in ({"mad_threshold": -1}, {"max_age_frames": 0}, {"block_px": 0}):
+    for bad in ({"mad_threshold": -1}, {"max_age_frames": 0}, {"block_px": 0}, {"min_fraction": 1.5}):
         with pytest.raises(ConfigError, match="reuse"):
             load_config({"reuse": bad})
 

@@ -86,17 +86,20 @@ def core_change(cores: Any, reference: Any, block_px: int) -> np.ndarray:
 
 
 def decide_reuse(change: np.ndarray, age: np.ndarray, mad_threshold: float,
-                 max_age_frames: int) -> tuple[np.ndarray, np.ndarray]:
+                 max_age_frames: int, min_fraction: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Which tiles to reuse, and their ages after this frame.
 
     ``change``: float ``(n,)`` from :func:`core_change`; ``age``: int ``(n,)``, frames each tile has
     been reused in a row. A tile is reused when ``change <= mad_threshold`` and ``age <
-    max_age_frames``. Returns bool ``reused (n,)`` and int64 ``age (n,)``: ``age + 1`` where reused,
-    0 where upscaled. Raises :class:`ModelInputError` if the shapes differ.
+    max_age_frames``, unless fewer than ``min_fraction`` of the ``n`` tiles are: then none is.
+    Returns bool ``reused (n,)`` and int64 ``age (n,)``: ``age + 1`` where reused, 0 where
+    upscaled. Raises :class:`ModelInputError` if the shapes differ.
     """
     if change.shape != age.shape or change.ndim != 1:
         raise ModelInputError(f"decide_reuse: change and age must be (n,), got {change.shape} and {age.shape}")
     reused = (change <= mad_threshold) & (age < max_age_frames)
+    if reused.sum() < min_fraction * len(reused):
+        reused[:] = False
     return reused, np.where(reused, age + 1, 0).astype(np.int64)
 
 

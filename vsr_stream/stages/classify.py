@@ -162,7 +162,8 @@ class ReuseTracker:
             self.reference, self.age = cores, first_ages(len(geom), self.cfg.max_age_frames)
             return np.zeros(len(geom), dtype=bool)
         change = core_change(cores, self.reference, self.cfg.block_px)
-        reused, self.age = decide_reuse(change, self.age, self.cfg.mad_threshold, self.cfg.max_age_frames)
+        reused, self.age = decide_reuse(change, self.age, self.cfg.mad_threshold, self.cfg.max_age_frames,
+                                        self.cfg.min_fraction)
         upscaled = array_module(cores).asarray(np.flatnonzero(~reused))
         self.reference[upscaled] = cores[upscaled]
         self.reused_total += int(reused.sum())
