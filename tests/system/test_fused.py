@@ -154,6 +154,24 @@ def test_failing_model_names_its_step_and_leaves_nothing(clips, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_stitch_failure_in_the_encode_thread_names_the_stitch_and_leaves_nothing(clips, tmp_path, monkeypatch):
+    """Under NumPy the stitch runs in the encode thread: its failure still names the stitch, with
+    the original error's type, and the output is removed."""
+    from vsr_stream.errors import ModelInputError
+    from vsr_stream.runtime import fused
+
+    def broken(*args, **kwargs):
+        raise ModelInputError("a core outside the frame")
+
+    monkeypatch.setattr(fused, "stitch_cores", broken)
+    cfg = load_config({**FUSED, "scale": 2, "tiling": {"tile_px": 16, "overlap_px": 4, "context_px": 2},
+                       "upscale": {"allow_random_weights": True, "branches": [{"model": "bicubic", "merge_px": 0}]}})
+    with pytest.raises(StageFailedError, match="stitch: a core outside the frame") as failed:
+        run_fused(cfg, str(clips["even"]), str(tmp_path / "o.mkv"))
+    assert failed.value.error_type == "ModelInputError"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_interrupt_aborts_the_output(clips, tmp_path):
     def interrupt(done: int, total: int | None) -> None:
         if done == 2:

@@ -96,3 +96,29 @@ def test_flush_waits_for_the_writer_and_reports_each_written_frame() -> None:
     assert not inner.closed and sink.busy_s > 0
     sink.close()
     assert inner.closed
+
+
+def test_prepared_frames_are_finished_in_the_writer_in_order_and_a_failure_reaches_the_caller() -> None:
+    inner = RecordingSink()
+    sink = ThreadedSink(inner, capacity=2)
+    made: list[tuple[int, str]] = []
+
+    def prepare(i: int):
+        def run() -> np.ndarray:
+            made.append((i, threading.current_thread().name))
+            if i == 6:
+                raise ValueError("stitch failed at 6")
+            return np.full((4, 4, 3), i, np.uint8)
+        return run
+
+    arrays: list[int] = []
+    inner_write = inner.write_frame
+    inner.write_frame = lambda item: (arrays.append(int(item.array[0, 0, 0])), inner_write(item))  # type: ignore
+    with pytest.raises(ValueError, match="stitch failed at 6"):
+        for i in range(20):
+            sink.write_frame(_frame(i), prepare=prepare(i))  # _frame's zeros are replaced
+        sink.flush()
+    assert made == [(i, "vsr-encode") for i in range(7)] and arrays == list(range(6))
+    assert sink.prepare_s > 0
+    sink.abort()
+    assert inner.aborted

@@ -2,8 +2,10 @@
 
 :class:`ThreadedSink` wraps any :class:`~vsr_stream.media.sink.Sink`: ``write_frame`` and
 ``write_packet`` queue the item (blocking while ``capacity`` items wait) and return; one writer
-thread makes every call on the wrapped sink, in order (sinks are not thread-safe). A failure in
-the writer is raised to the caller at its next call, ``close`` included, as the original error.
+thread makes every call on the wrapped sink, in order (sinks are not thread-safe). A frame may
+come with the work that finishes it (``prepare``), which the writer runs first, in the same
+order, so that work too overlaps the caller's. A failure in the writer is raised to the caller
+at its next call, ``close`` included, as the original error.
 The libav encoders and muxers release the GIL, so with torch doing the same the two really run
 at once on two cores.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Callable
 
 from vsr_stream.media.items import PacketItem, VideoFrameItem
@@ -23,25 +26,29 @@ _STOP = object()
 
 class ThreadedSink:
     """See the module docstring. Counters (``frames_written``, ...) are the wrapped sink's,
-    exact after ``flush``, ``close`` or ``abort``; ``busy_s`` is the writer's time inside the sink."""
+    exact after ``flush``, ``close`` or ``abort``; ``busy_s`` is the writer's time inside the sink,
+    ``prepare_s`` its time in the frames' ``prepare``."""
 
     def __init__(self, sink: Sink, capacity: int = 4) -> None:
         self.sink = sink
         self.items: queue.Queue[Any] = queue.Queue(capacity)
         self.error: BaseException | None = None
-        self.busy_s = 0.0
+        self.busy_s = self.prepare_s = 0.0
         self.thread = threading.Thread(target=self._write, name="vsr-encode", daemon=True)
         self.thread.start()
 
     def __getattr__(self, name: str) -> Any:  # the wrapped sink's counters
         return getattr(self.sink, name)
 
-    def write_frame(self, item: VideoFrameItem, on_written: Callable[[VideoFrameItem], None] | None = None) -> None:
-        """Queue ``item``; ``on_written(item)`` is called from the writer thread once it is written."""
-        self._put((item, on_written))
+    def write_frame(self, item: VideoFrameItem, on_written: Callable[[VideoFrameItem], None] | None = None,
+                    prepare: Callable[[], Any] | None = None) -> None:
+        """Queue ``item``; ``on_written(item)`` is called from the writer thread once it is written.
+        ``prepare``: None, or what gives the frame's array (``item.array`` is then ignored), called
+        from the writer thread just before the frame is written, after every earlier item."""
+        self._put((item, on_written, prepare))
 
     def write_packet(self, item: PacketItem) -> None:
-        self._put((item, None))
+        self._put((item, None, None))
 
     def flush(self) -> None:
         """Wait until everything queued is written; raises the writer's error."""
@@ -66,7 +73,7 @@ class ThreadedSink:
         self._join(check=False)
         self.sink.abort()
 
-    def _put(self, entry: tuple[Any, Any]) -> None:
+    def _put(self, entry: tuple[Any, Any, Any]) -> None:
         self._check()
         self.items.put(entry)
 
@@ -92,7 +99,17 @@ class ThreadedSink:
             finally:
                 self.items.task_done()
 
-    def _write_one(self, item: VideoFrameItem | PacketItem, on_written: Callable[[Any], None] | None) -> None:
+    def _write_one(self, item: VideoFrameItem | PacketItem, on_written: Callable[[Any], None] | None,
+                   prepare: Callable[[], Any] | None) -> None:
+        if prepare is not None:
+            t0 = time.perf_counter()
+            try:
+                item = replace(item, array=prepare())
+            except BaseException as e:  # re-raised in the caller's thread at its next call
+                self.error = e
+                return
+            finally:
+                self.prepare_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         try:
             if isinstance(item, VideoFrameItem):

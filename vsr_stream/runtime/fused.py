@@ -1,6 +1,8 @@
 """Fused mode (``transport.mode = "fused"``): the five stages as one loop in the calling thread.
 
-No sockets: per frame, decode → classify → upscale → stitch → encode run back to back. The LR
+No sockets: per frame, decode → classify → upscale → stitch → encode run in order, decode
+ahead in its own thread and encode behind in another; under NumPy the stitch runs in the encode
+thread too, so it overlaps the next frame's classify and networks instead of waiting for them. The LR
 frame is uploaded once (``xp.asarray``); its TVAT classes, tile windows, upscaled windows and the
 blended HR frame stay in ``xp``'s memory (CuPy on the branches' CUDA device, else NumPy), each
 branch network gets its windows as a torch view of that memory (DLPack / ``torch.from_numpy``,
@@ -15,6 +17,7 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from types import ModuleType
 from typing import Any, Callable, Iterator
 
@@ -28,7 +31,7 @@ from vsr_stream.media.sink import Sink, open_sink
 from vsr_stream.media.sink_thread import ThreadedSink
 from vsr_stream.media.source import open_source
 from vsr_stream.models.inference import BranchModel
-from vsr_stream.ops.blend import accumulate_tiles, normalize, stitch_cores
+from vsr_stream.ops.blend import Part, accumulate_tiles, normalize, stitch_cores
 from vsr_stream.ops.merge import window_batches
 from vsr_stream.stages.classify import (ReuseTracker, branch_context_px, check_classifier, cut_windows, tile_classes,
                                         tile_plan, with_context)
@@ -61,10 +64,20 @@ def run_fused(cfg: PipelineConfig, source_url: str, output: str, progress: Progr
         loop.setup(xp)
         loop.run(source_url, output, progress)
     except Exception as e:  # the one place a step's failure is caught: reported as a stage's would be
-        failed = StageFailedError(loop.step, str(e) or type(e).__name__)
-        failed.error_type = type(e).__name__
-        raise failed from e
+        step, cause = (e.step, e.__cause__) if isinstance(e, _StepFailure) else (loop.step, e)
+        failed = StageFailedError(step, str(cause) or type(cause).__name__)
+        failed.error_type = type(cause).__name__
+        raise failed from cause
     return loop.stats()
+
+
+class _StepFailure(Exception):
+    """A failure of ``step`` in another thread (its ``__cause__``), raised in this one by the next
+    call on that thread's queue: reported as that step's, not as the call's."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__(step)
+        self.step = step
 
 
 def choose_array_module(branches: list[BranchConfig], devices: list[torch.device]) -> ModuleType:
@@ -140,7 +153,8 @@ class FusedLoop:
             with self._timed("encode"):
                 finish_sink(sink, ok=True)
             self.written = sink_counters(sink)
-            self.work_s = {"decode": feed.ingest.busy_s if feed.ingest else 0.0, "encode": sink.busy_s}
+            self.work_s = {"decode": feed.ingest.busy_s if feed.ingest else 0.0, "encode": sink.busy_s,
+                           "stitch": self.busy_s["stitch"] + sink.prepare_s}
             self.ingest = feed.stats()
         finally:
             feed.close()
@@ -201,38 +215,57 @@ class FusedLoop:
                 mine = with_context(kept[classes == k], h, w, self.cfg.tiling, context_px)
                 self.tiles[k] += len(mine)
                 calls += [(k, rows) for rows, _ in window_batches(mine, branch.merge_px, branch.max_batch)]
+        change = self.reuse.change  # the tracker's, until the next frame
         if not reused.any() and len(calls) == 1 and _whole_frame(calls[0][1], h, w):
             with self._timed(f"upscale{calls[0][0]}"):  # one window, the frame: its output is the frame
-                out = self._upscale(calls[0][0], frame[None])[0]
+                whole = self._upscale(calls[0][0], frame[None])[0]
+            finish: Callable[[], Any] = lambda: whole  # noqa: E731
         else:
-            out = self._stitched(frame, geom, reused, calls)
-        self.previous = out if self.cfg.reuse.enabled else None
-        with self._timed("encode"):
-            sink.write_frame(replace(item, array=_to_host(out, xp)), on_written=self._encoded)  # one download
+            parts = []
+            for k, rows in calls:
+                with self._timed(f"upscale{k}"):
+                    parts.append((rows, self._upscale(k, cut_windows(frame, rows))))
+            finish = partial(self._stitched, frame.shape, frame.dtype, geom, reused, parts, change)
+        if xp is np:  # stitched in the encode thread, in order, beside the next frame's networks
+            with self._timed("encode"):
+                sink.write_frame(item, on_written=self._encoded, prepare=partial(self._output, finish))
+        else:  # kernels queued on the device: stitched here, then the frame's one download
+            with self._timed("stitch"):
+                out = self._output(finish)
+            with self._timed("encode"):
+                sink.write_frame(replace(item, array=_to_host(out, xp)), on_written=self._encoded)
         self.frames += 1
 
-    def _stitched(self, frame: Any, geom: np.ndarray, reused: np.ndarray, calls: list[tuple[int, np.ndarray]]) -> Any:
+    def _output(self, finish: Callable[[], Any]) -> Any:
+        """The output frame ``finish`` gives, kept as the previous one while reuse is on. Runs once per
+        frame, in frame order (in the encode thread under NumPy); a failure is the stitch's."""
+        try:
+            out = finish()
+        except Exception as e:
+            raise _StepFailure("stitch") from e
+        self.previous = out if self.cfg.reuse.enabled else None
+        return out
+
+    def _stitched(self, lr_shape: tuple[int, ...], dtype: Any, geom: np.ndarray, reused: np.ndarray,
+                  parts: list[Part], change: Any) -> Any:
+        """The HR frame of the upscaled ``parts`` and, where ``reused``, the previous output
+        (corrected by the LR ``change`` when it is not None)."""
         scale, xp = self.cfg.scale, self.xp
-        parts = []
-        for k, rows in calls:
-            with self._timed(f"upscale{k}"):
-                parts.append((rows, self._upscale(k, cut_windows(frame, rows))))
-        with self._timed("stitch"):
-            shape = (frame.shape[0] * scale, frame.shape[1] * scale, frame.shape[2])
-            previous = self.previous
-            if reused.any() and self.reuse.change is not None:
-                previous = corrected_previous(previous, self.reuse.change, scale)
-            if xp is np:  # paste the cores, blend only where they overlap (stitch_cores)
-                if not reused.any():
-                    return stitch_cores(parts, scale, self.ramp_px, shape, frame.dtype)
-                return stitch_cores(parts, scale, self.ramp_px, shape, frame.dtype, base=previous,
-                                    behind=reused_behind(previous, geom[reused], geom[~reused], scale, shape))
-            acc, wsum = hr_canvas(frame.shape[0], frame.shape[1], scale, xp)  # on the GPU: blend.cu kernels
-            for rows, hr in parts:
-                accumulate_tiles(acc, wsum, hr, rows, scale, self.ramp_px)
-            if reused.any():  # after the upscaled tiles, as on the CPU
-                fill_reused(acc, wsum, previous, geom[reused], scale, self.ramp_px)
-            return normalize(acc, wsum, frame.dtype)
+        shape = (lr_shape[0] * scale, lr_shape[1] * scale, lr_shape[2])
+        previous = self.previous
+        if reused.any() and change is not None:
+            previous = corrected_previous(previous, change, scale)
+        if xp is np:  # paste the cores, blend only where they overlap (stitch_cores)
+            if not reused.any():
+                return stitch_cores(parts, scale, self.ramp_px, shape, dtype)
+            return stitch_cores(parts, scale, self.ramp_px, shape, dtype, base=previous,
+                                behind=reused_behind(previous, geom[reused], geom[~reused], scale, shape))
+        acc, wsum = hr_canvas(lr_shape[0], lr_shape[1], scale, xp)  # on the GPU: blend.cu kernels
+        for rows, hr in parts:
+            accumulate_tiles(acc, wsum, hr, rows, scale, self.ramp_px)
+        if reused.any():  # after the upscaled tiles, as on the CPU
+            fill_reused(acc, wsum, previous, geom[reused], scale, self.ramp_px)
+        return normalize(acc, wsum, dtype)
 
     def _encoded(self, item: VideoFrameItem) -> None:
         """Called by the encode thread once ``item`` is written: its ingest-to-encode latency."""
@@ -265,14 +298,14 @@ class FusedLoop:
                                    "busy_s": busy[f"upscale{k}"], "fp32_retries": m.fp32_retries,
                                    "precision": m.precision, "layout": m.layout}
                    for k, m in enumerate(self.models)}
-        # decode and encode run in their own threads: their busy time is their work there, and
-        # waiting for them shows as "wait_s" (a step slower than the networks)
+        # decode and encode (with the stitch, under NumPy) run in their own threads: their busy time
+        # is their work there, and waiting for them shows as "wait_s" (a step slower than the networks)
         return {"decode": {"frames": self.frames, "packets": self.packets, **self.ingest,
                            "busy_s": self.work_s.get("decode", busy["decode"]), "wait_s": busy["decode"]},
                 "classify": {"frames": self.frames, "tiles_per_class": list(self.tiles),
                              "tiles_reused": self.reuse.reused_total, "busy_s": busy["classify"]},
                 **upscale,
-                "stitch": {"frames": self.frames, "busy_s": busy["stitch"]},
+                "stitch": {"frames": self.frames, "busy_s": self.work_s.get("stitch", busy["stitch"])},
                 "encode": {"frames": self.frames, "packets": self.packets, **self.written, **self.latency.summary(),
                            "busy_s": self.work_s.get("encode", busy["encode"]), "wait_s": busy["encode"]}}
 
