@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vsr_stream.errors import ModelInputError
 from vsr_stream.models.interp import Bicubic, bicubic_add, bicubic_upsample, phase_taps
 from vsr_stream.models.macs import count_macs
 
@@ -54,8 +55,14 @@ def test_bicubic_add_is_the_base_plus_the_bicubic_change_rounded_and_clamped(sca
     assert diff.max() <= 1 and (diff > 0).double().mean() < 0.01  # ties at float32 rounding only
 
 
+def test_bicubic_add_leaves_a_float_change_as_it_was():
+    change = torch.full((3, 4, 3), 2.0)
+    out = bicubic_add(torch.zeros(6, 8, 3, dtype=torch.uint8), change, 2)
+    assert (out == 2).all() and (change == 2.0).all()
+
+
 def test_bicubic_add_refuses_mismatched_shapes_and_float_bases():
-    with pytest.raises(ValueError, match="bicubic_add"):
+    with pytest.raises(ModelInputError, match="bicubic_add"):
         bicubic_add(torch.zeros(8, 8, 3, dtype=torch.uint8), torch.zeros(3, 4, 3), 2)
-    with pytest.raises(ValueError, match="bicubic_add"):
+    with pytest.raises(ModelInputError, match="bicubic_add"):
         bicubic_add(torch.zeros(8, 8, 3), torch.zeros(4, 4, 3), 2)

@@ -103,6 +103,9 @@ def decide_reuse(change: np.ndarray, age: np.ndarray, mad_threshold: float,
     return reused, np.where(reused, age + 1, 0).astype(np.int64)
 
 
+_SIGNED = {"uint8": "int16", "uint16": "int32"}  # frame dtype -> what holds a difference of two
+
+
 def lr_change(frame: Any, previous: Any) -> Any:
     """``frame - previous`` as signed integers wide enough for it: int16 for uint8 frames, int32 for
     uint16; ``(h, w, 3)`` on the frames' device. Raises :class:`ModelInputError` unless both have one
@@ -112,9 +115,6 @@ def lr_change(frame: Any, previous: Any) -> Any:
                               f"{tuple(frame.shape)} {frame.dtype} and {tuple(previous.shape)} {previous.dtype}")
     signed = _SIGNED[frame.dtype.name]
     return frame.astype(signed) - previous.astype(signed)
-
-
-_SIGNED = {"uint8": "int16", "uint16": "int32"}
 
 
 def first_ages(n: int, max_age_frames: int) -> np.ndarray:
