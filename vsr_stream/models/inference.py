@@ -25,6 +25,7 @@ from vsr_stream.cpuinfo import this_cpu_flags
 from vsr_stream.errors import ConfigError, ModelInputError
 from vsr_stream.models.dtypes import learned_layers_to
 from vsr_stream.models.interp import phases_to_nhwc
+from vsr_stream.ops.tensors import as_tensor
 
 log = logging.getLogger(__name__)
 
@@ -380,9 +381,7 @@ class BranchModel:
         """Host windows → host HR windows (see the class); raises ModelInputError for another shape or dtype."""
         if windows.ndim != 4 or windows.shape[3] != 3 or windows.dtype not in (np.uint8, np.uint16):
             raise ModelInputError(f"expected (N, h, w, 3) uint8/uint16 windows, got {windows.shape} {windows.dtype}")
-        if not windows.flags.writeable:  # received zmq buffers are read-only; torch wants to own writable memory
-            windows = windows.copy()
-        host = torch.from_numpy(np.ascontiguousarray(windows))
+        host = as_tensor(np.ascontiguousarray(windows))  # received zmq buffers are read-only: copied once
         if self._pin:  # page-locked staging so the upload can overlap other work
             host = host.pin_memory()
         return self.upscale_tensor(host.to(self.device, non_blocking=self._pin)).cpu().numpy()

@@ -91,7 +91,8 @@ def decide_reuse(change: np.ndarray, age: np.ndarray, mad_threshold: float,
 
     ``change``: float ``(n,)`` from :func:`core_change`; ``age``: int ``(n,)``, frames each tile has
     been reused in a row. A tile is reused when ``change <= mad_threshold`` and ``age <
-    max_age_frames``, unless fewer than ``min_fraction`` of the ``n`` tiles are: then none is.
+    max_age_frames``, unless fewer than ``min_fraction`` of the ``n`` tiles are: then none is, and
+    as after any frame upscaled whole the ages restart staggered (:func:`first_ages`).
     Returns bool ``reused (n,)`` and int64 ``age (n,)``: ``age + 1`` where reused, 0 where
     upscaled. Raises :class:`ModelInputError` if the shapes differ.
     """
@@ -99,7 +100,7 @@ def decide_reuse(change: np.ndarray, age: np.ndarray, mad_threshold: float,
         raise ModelInputError(f"decide_reuse: change and age must be (n,), got {change.shape} and {age.shape}")
     reused = (change <= mad_threshold) & (age < max_age_frames)
     if reused.sum() < min_fraction * len(reused):
-        reused[:] = False
+        return np.zeros_like(reused), first_ages(len(reused), max_age_frames)
     return reused, np.where(reused, age + 1, 0).astype(np.int64)
 
 

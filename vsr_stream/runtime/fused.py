@@ -33,6 +33,7 @@ from vsr_stream.media.source import open_source
 from vsr_stream.models.inference import BranchModel
 from vsr_stream.ops.blend import Part, accumulate_tiles, normalize, stitch_cores
 from vsr_stream.ops.merge import window_batches
+from vsr_stream.ops.tensors import as_tensor, from_tensor
 from vsr_stream.stages.classify import (ReuseTracker, branch_context_px, check_classifier, cut_windows, tile_classes,
                                         tile_plan, with_context)
 from vsr_stream.runtime.interrupts import safe_points
@@ -274,13 +275,10 @@ class FusedLoop:
     def _upscale(self, k: int, windows: Any) -> Any:
         """Class ``k``'s network on ``windows`` (xp, NHWC); the HR windows in xp's memory."""
         model = self.models[k]
-        if self.xp is np and not windows.flags.writeable:  # a decoded frame may be read-only; torch wants writable
-            windows = windows.copy()
-        x = torch.from_numpy(windows) if self.xp is np else torch.from_dlpack(windows)
-        y = model.upscale_tensor(x.to(model.device))  # .to: a no-op unless a branch sits elsewhere
+        y = model.upscale_tensor(as_tensor(windows).to(model.device))  # .to: a no-op unless a branch sits elsewhere
         self.batches[k] += 1
         self.window_px[k] += windows.shape[0] * windows.shape[1] * windows.shape[2]
-        return y.cpu().numpy() if self.xp is np else self.xp.from_dlpack(y)
+        return from_tensor(y, self.xp)
 
     @contextmanager
     def _timed(self, step: str) -> Iterator[None]:

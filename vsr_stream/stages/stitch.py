@@ -16,7 +16,6 @@ from types import ModuleType
 from typing import Any, Iterator
 
 import numpy as np
-import torch
 
 from vsr_stream import messages as m
 from vsr_stream.config import PipelineConfig
@@ -26,6 +25,7 @@ from vsr_stream.models.interp import bicubic_add
 from vsr_stream.ops import array_module
 from vsr_stream.ops.blend import Part, accumulate_tiles, stitch_cores
 from vsr_stream.ops.reuse import core_rows, scaled_rows
+from vsr_stream.ops.tensors import as_tensor, from_tensor
 from vsr_stream.stage import Out, Stage
 from vsr_stream.stages.classify import cut_windows
 
@@ -77,11 +77,7 @@ def corrected_previous(previous: Any, change: Any, scale: int) -> Any:
     if tuple(previous.shape) != (change.shape[0] * scale, change.shape[1] * scale, change.shape[2]):
         raise ModelInputError(f"reused tiles: the previous frame is {tuple(previous.shape)}, the LR change "
                               f"{tuple(change.shape)} at x{scale}")
-    xp = array_module(previous)
-    if xp is np:  # torch wants writable memory even to read (a wire payload is read-only)
-        previous, change = (a if a.flags.writeable else a.copy() for a in (previous, change))
-        return bicubic_add(torch.from_numpy(previous), torch.from_numpy(change), scale).numpy()
-    return xp.from_dlpack(bicubic_add(torch.from_dlpack(previous), torch.from_dlpack(change), scale))
+    return from_tensor(bicubic_add(as_tensor(previous), as_tensor(change), scale), array_module(previous))
 
 
 def reused_behind(previous: Any, reused: np.ndarray, upscaled: np.ndarray, scale: int,
