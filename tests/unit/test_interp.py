@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from vsr_stream.errors import ModelInputError
-from vsr_stream.models.interp import Bicubic, bicubic_add, bicubic_upsample, phase_taps
+from vsr_stream.models.interp import Bicubic, bicubic_add, bicubic_nhwc, bicubic_upsample, phase_taps
 from vsr_stream.models.macs import count_macs
 
 
@@ -19,6 +19,18 @@ def test_matches_torch_bicubic(scale, shape):
     got = bicubic_upsample(x, scale)
     assert got.shape == want.shape
     assert torch.allclose(got, want, atol=1e-4, rtol=0)  # 3e-5 at x3: torch's float32 1/3
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 2, 5), (1, 3, 17, 23), (3, 1, 40, 9)])
+def test_channels_last_bicubic_matches_torch_bicubic(scale, shape):
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(sum(shape) + scale))
+    want = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
+    nhwc = x.permute(0, 2, 3, 1).contiguous()
+    got = bicubic_nhwc(nhwc, scale)
+    assert got.shape == want.shape and got.is_contiguous()
+    assert torch.allclose(got, want, atol=1e-4, rtol=0)
+    assert torch.equal(nhwc, x.permute(0, 2, 3, 1))  # the input is left as it was
 
 
 def test_phase_taps_sum_to_one_and_use_at_most_four_taps():

@@ -210,7 +210,9 @@ def test_a_phased_branch_gives_the_models_interleaved_output(model, dtype, peak,
     out = branch.upscale(windows)
     assert out.dtype == dtype and out.shape == (2, 60, 84, 3) and out.flags.c_contiguous
     assert np.abs(out.astype(np.int64) - expected.astype(np.int64)).max() <= 1  # float rounding at .5
-    assert (out != expected).mean() < 1e-3
+    # float32 carries ~0.01 of a uint16 level of rounding error through either computation, so
+    # there a value near .5 rounds either way far more often than at uint8
+    assert (out != expected).mean() < (1e-3 if dtype == np.uint8 else 1e-2)
 
 
 def test_ensembles_and_nets_without_a_skip_are_not_phased():

@@ -40,8 +40,9 @@ class YChannel(nn.Module):
     transforms fold away: bicubic interpolation is linear and keeps constants, so converting the
     bicubic Y, Cb, Cr back to RGB gives the bicubic RGB, and Y's residual adds to R, G and B
     alike times ``Y_GAIN`` (the Y column of the inverse BT.601 matrix is 255/219 in every row).
-    The output is then ``bicubic(rgb) + Y_GAIN * residual``, computed as phases at the LR size
-    (:meth:`phases`, :attr:`phase_output`): no colour transform and no per-channel work at HR.
+    The output is then ``bicubic(rgb) + Y_GAIN * residual`` (:meth:`phases`,
+    :meth:`residual_phases`, :attr:`phase_output`): no colour transform and no per-channel work
+    at HR but the bicubic upscale and one sum.
     """
 
     def __init__(self, net: nn.Module, scale: int, chroma_guide: bool = False) -> None:
@@ -66,9 +67,14 @@ class YChannel(nn.Module):
         only when :attr:`phase_output`."""
         n, _, h, w = x.shape
         s2 = self.scale * self.scale
-        residual = self.net.residual(self._net_input(x, chroma=self.chroma_guide))
-        rgb = self.bicubic(x).view(n, s2, 3, h, w) + residual.view(n, s2, 1, h, w) * Y_GAIN
+        rgb = self.bicubic(x).view(n, s2, 3, h, w) + self.residual_phases(x).view(n, s2, 1, h, w)
         return rgb.view(n, 3 * s2, h, w)
+
+    def residual_phases(self, x: torch.Tensor) -> torch.Tensor:
+        """What the network adds to the bicubic RGB, the same for R, G and B, as phase-major phases
+        (N, s * s, H, W): ``phases(x)`` is ``bicubic_phases(x)`` plus this on every channel. Only
+        when :attr:`phase_output`."""
+        return self.net.residual(self._net_input(x, chroma=self.chroma_guide)) * Y_GAIN
 
     def _net_input(self, x: torch.Tensor, chroma: bool) -> torch.Tensor:
         """Y with its 16/255 offset (the luma net's input), then with ``chroma`` Cb and Cr centred on 0."""
