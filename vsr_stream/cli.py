@@ -220,7 +220,8 @@ def example(output: str, frames: int, size: str, overwrite: bool) -> None:
 @click.option("--clip", "clip", type=click.Choice(["camera", "static"]), default="camera", show_default=True,
               help="Generated clip: a panning, zooming camera, or a static camera with moving objects and noise.")
 @click.option("--images", metavar="DIR",
-              help="Pictures the generated clip is made of (default: built-in test pictures).")
+              help="Pictures the generated clip is made of, laid side by side at their own resolution "
+                   "(default: built-in test pictures).")
 @click.option("--frames", type=int, default=24, show_default=True, help="Frames of the generated clip.")
 @click.option("--size", default="320x180", show_default=True, help="LR WIDTHxHEIGHT of the generated clip.")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Runs of each; the median is reported.")

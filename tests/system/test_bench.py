@@ -149,3 +149,17 @@ def test_stage_times_sum_branch_workers_and_skip_untimed_stages():
                                analyse.branch_tiles(stages, 2, "window_px"), 100)
     assert rows[0]["macs"] == 4 * 10**9 and rows[0]["gmacs_per_s"] == pytest.approx(4 / 3)
     assert analyse.ideal_fps({"a": 50.0, "b": 150.0}) == pytest.approx(5.0)
+
+
+def test_camera_clip_from_a_folder_shows_its_pictures_at_their_own_resolution(tmp_path):
+    """--images: the HR frames are the pictures' own pixels (a mosaic), not an enlargement of one."""
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    pictures = [rng.integers(0, 256, (40, 60, 3), dtype=np.uint8) for _ in range(3)]
+    for k, picture in enumerate(pictures):
+        Image.fromarray(picture).save(folder / f"{k}.png")
+    clip = make_clip("camera", tmp_path, lr_hw=(32, 48), frames=2, scale=4, images=str(folder))
+    first = np.load(clip.hr_path)[0]  # frame 0: the canvas's corner, unzoomed
+    assert first.shape == (128, 192, 3)
+    assert np.array_equal(first[:40, :60], pictures[0]) and np.array_equal(first[:40, 60:120], pictures[1])

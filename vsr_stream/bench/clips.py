@@ -1,13 +1,15 @@
 """The benchmark's clip: generated HR frames, kept for scoring, and the LR video both loops read.
 
-``camera``: a camera panning and slowly zooming across pictures (``--images DIR``, else the
+``camera``: a camera panning and slowly zooming across pictures (``--images DIR``: its images
+side by side at their own resolution, so the HR frames hold a photograph's real detail; else the
 built-in :func:`~vsr_stream.media.synth.enlarged_picture`). ``static``: a fixed background
-with a few moving discs and sensor-like noise. Both go HR -> MATLAB bicubic /scale -> libx264 crf 23, so
+(the same kind of picture) with a few moving discs and sensor-like noise. Both go HR -> MATLAB bicubic /scale -> libx264 crf 23, so
 the pipeline sees compression noise, and the HR frames are stored as a ``.npy`` memmap.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from vsr_stream.errors import ConfigError
 from vsr_stream.media.items import VideoFrameItem
 from vsr_stream.media.source import open_source
 from vsr_stream.media.synth import (
-    camera_canvas_size, camera_frames, enlarged_picture, fit_canvas, static_frames, write_lr_clip,
+    camera_canvas_size, camera_frames, enlarged_picture, mosaic, static_frames, write_lr_clip,
 )
 from vsr_stream.quality.evaluate import list_image_files, read_image
 
@@ -102,12 +104,14 @@ def hr_frames(kind: str, frames: int, h: int, w: int, images: str | None, seed: 
 
 
 def pictures(images: str | None, min_hw: tuple[int, int], count: int, seed: int = 0) -> list[np.ndarray]:
-    """Up to ``count`` RGB uint8 pictures of at least ``min_hw``: the first images of the folder
-    ``images`` by name (enlarged if smaller), else ``count`` built-in test pictures
+    """``count`` RGB uint8 pictures of at least ``min_hw``: mosaics of the images of the folder
+    ``images`` at their own resolution, taken in name order (:func:`~vsr_stream.media.synth.mosaic`;
+    cycling through the folder when it runs out), else built-in test pictures
     (:func:`~vsr_stream.media.synth.enlarged_picture`, one seed each)."""
     if images is None:
         return [enlarged_picture(*min_hw, seed=seed + k) for k in range(count)]
-    return [fit_canvas(read_image(p), *min_hw) for p in list_image_files(images)[:count]]
+    stream = (read_image(p) for p in itertools.cycle(list_image_files(images)))
+    return [mosaic(stream, *min_hw) for _ in range(count)]
 
 
 def disc_textures(source: np.ndarray, diameter_px: int, count: int = 3) -> list[np.ndarray]:

@@ -228,6 +228,35 @@ def fit_canvas(image: np.ndarray, min_h: int, min_w: int) -> np.ndarray:
     return imresize(np.ascontiguousarray(rgb), output_shape=shape)
 
 
+def mosaic(images: Iterator[np.ndarray], min_h: int, min_w: int) -> np.ndarray:
+    """An RGB uint8 canvas of at least ``min_h x min_w`` made of pictures at their own resolution.
+
+    ``images`` yields (H, W) grey or (H, W, 3) RGB uint8 pictures; as many are taken as the
+    canvas needs. A first picture that covers the canvas is the canvas. Otherwise pictures are
+    laid side by side in rows, each turned to landscape and centre-cropped to the first one's
+    landscape size (a smaller one is enlarged to it by :func:`fit_canvas` first). Unlike one
+    enlarged picture, every HR pixel is then a photograph's own pixel: a ground truth with the
+    detail a real HR frame has, not a bicubic enlargement that bicubic upscaling would match.
+    """
+    first = fit_canvas(_landscape(next(images)), 1, 1)
+    if first.shape[0] >= min_h and first.shape[1] >= min_w:
+        return first
+    ch, cw = first.shape[:2]
+    rows, cols = -(-min_h // ch), -(-min_w // cw)
+    canvas = np.empty((rows * ch, cols * cw, 3), np.uint8)
+    for k in range(rows * cols):
+        cell = first if k == 0 else fit_canvas(_landscape(next(images)), ch, cw)
+        y0, x0 = (cell.shape[0] - ch) // 2, (cell.shape[1] - cw) // 2
+        r, c = divmod(k, cols)
+        canvas[r * ch:(r + 1) * ch, c * cw:(c + 1) * cw] = cell[y0:y0 + ch, x0:x0 + cw]
+    return canvas
+
+
+def _landscape(image: np.ndarray) -> np.ndarray:
+    """``image`` turned a quarter when it is taller than wide."""
+    return np.ascontiguousarray(np.rot90(image)) if image.shape[0] > image.shape[1] else image
+
+
 def camera_canvas_size(h: int, w: int) -> tuple[int, int]:
     """Smallest (h, w) of a picture that :func:`camera_frames` can pan and zoom across for
     ``h x w`` frames: the largest crop plus a fifth of it to pan over."""
