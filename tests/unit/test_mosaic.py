@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
+from vsr_stream.errors import ModelInputError
 from vsr_stream.media.synth import mosaic
 
 
@@ -36,3 +38,10 @@ def test_a_picture_smaller_than_the_cell_is_enlarged_to_fill_it():
     out = mosaic(iter([_picture(20, 30, 0), _picture(10, 15, 1)]), 20, 60)
     assert out.shape == (20, 60, 3)
     assert out[:, 30:].std() > 0  # filled, not left empty
+
+
+def test_running_out_of_pictures_is_a_typed_error():
+    with pytest.raises(ModelInputError, match="ran out"):
+        mosaic(iter([_picture(20, 30, 0), _picture(20, 30, 1)]), 40, 60)
+    with pytest.raises(ModelInputError, match="ran out"):
+        mosaic(iter([]), 40, 60)

@@ -21,6 +21,7 @@ import av
 import numpy as np
 
 from vsr_stream.cpuinfo import this_cpu_flags
+from vsr_stream.errors import ModelInputError
 from vsr_stream.media.codecs import x264_reproducible_options
 from vsr_stream.media.colour import rgb_format, sws_matrix
 from vsr_stream.media.png_sink import encode_png
@@ -237,19 +238,27 @@ def mosaic(images: Iterator[np.ndarray], min_h: int, min_w: int) -> np.ndarray:
     landscape size (a smaller one is enlarged to it by :func:`fit_canvas` first). Unlike one
     enlarged picture, every HR pixel is then a photograph's own pixel: a ground truth with the
     detail a real HR frame has, not a bicubic enlargement that bicubic upscaling would match.
+    Raises :class:`ModelInputError` if ``images`` runs out before the canvas is covered.
     """
-    first = fit_canvas(_landscape(next(images)), 1, 1)
+    first = fit_canvas(_landscape(_next_picture(images)), 1, 1)
     if first.shape[0] >= min_h and first.shape[1] >= min_w:
         return first
     ch, cw = first.shape[:2]
     rows, cols = -(-min_h // ch), -(-min_w // cw)
     canvas = np.empty((rows * ch, cols * cw, 3), np.uint8)
     for k in range(rows * cols):
-        cell = first if k == 0 else fit_canvas(_landscape(next(images)), ch, cw)
+        cell = first if k == 0 else fit_canvas(_landscape(_next_picture(images)), ch, cw)
         y0, x0 = (cell.shape[0] - ch) // 2, (cell.shape[1] - cw) // 2
         r, c = divmod(k, cols)
         canvas[r * ch:(r + 1) * ch, c * cw:(c + 1) * cw] = cell[y0:y0 + ch, x0:x0 + cw]
     return canvas
+
+
+def _next_picture(images: Iterator[np.ndarray]) -> np.ndarray:
+    picture = next(images, None)
+    if picture is None:
+        raise ModelInputError("mosaic: the pictures ran out before the canvas was covered")
+    return picture
 
 
 def _landscape(image: np.ndarray) -> np.ndarray:
