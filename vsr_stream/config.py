@@ -238,6 +238,12 @@ class TransportConfig(_Section):
         "for their endpoints; data sockets bind on the following ports. 0 picks free ports.",
     )
     queue_msgs: int = Field(16, ge=1, description="High-water mark of every data socket, in messages.")
+    fused_networks: int = Field(
+        2, ge=1, description="fused mode on the CPU: network calls that run at once, each in its own thread "
+        "with the cores / this many torch threads (a branch's `threads` overrides), so the next frame's networks "
+        "run beside this one's. On two cores two one-thread calls ran the bench clips 9-17% faster than one "
+        "two-thread call: a two-thread call waits at every layer for the thread that lost its core to the stitch "
+        "or the encoder (docs/performance.md). 1: the networks run in the loop's thread. Ignored on the GPU.")
     stall_timeout_ms: int = Field(
         120_000, ge=100, description="A stage that receives nothing for this long while work is due fails."
     )

@@ -149,6 +149,9 @@ def test_stage_times_sum_branch_workers_and_skip_untimed_stages():
                                analyse.branch_tiles(stages, 2, "window_px"), 100)
     assert rows[0]["macs"] == 4 * 10**9 and rows[0]["gmacs_per_s"] == pytest.approx(4 / 3)
     assert analyse.ideal_fps({"a": 50.0, "b": 150.0}) == pytest.approx(5.0)
+    # the fused loop's network threads: their summed time over the calls that ran side by side
+    fused = {"upscale0": {"cls": 0, "tiles": 8, "busy_s": 3.0, "calls_at_once": 2}, "stitch": {"busy_s": 1.0}}
+    assert analyse.stage_busy_s(fused) == {"upscale0": 1.5, "stitch": 1.0}
 
 
 def test_camera_clip_from_a_folder_shows_its_pictures_at_their_own_resolution(tmp_path):

@@ -4,6 +4,7 @@ kept on the device from its one upload to its one download, and the same errors 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -170,6 +171,61 @@ def test_a_stitch_failure_in_the_encode_thread_names_the_stitch_and_leaves_nothi
         run_fused(cfg, str(clips["even"]), str(tmp_path / "o.mkv"))
     assert failed.value.error_type == "ModelInputError"
     assert list(tmp_path.iterdir()) == []
+
+
+class _ThreadRecorder(torch.nn.Module):
+    """Bicubic that records the thread it runs in and that thread's torch thread count."""
+
+    seen: set = set()
+
+    def __init__(self, scale: int) -> None:
+        super().__init__()
+        from vsr_stream.models.interp import Bicubic
+        self.bicubic = Bicubic(scale)
+
+    def forward(self, x):
+        import threading
+        _ThreadRecorder.seen.add((threading.current_thread().name.split("_")[0], torch.get_num_threads()))
+        return self.bicubic(x)
+
+
+@pytest.mark.parametrize("networks, threads, expected", [(1, 0, {"MainThread"}), (2, 0, {"vsr-network"}),
+                                                         (3, 2, {"vsr-network"})])
+def test_cpu_networks_run_in_the_pool_and_give_the_same_frames(clips, fsrcnn_weights, tmp_path, networks, threads,
+                                                               expected):
+    """transport.fused_networks: the networks run in that many threads (1: the loop's own), each
+    with its share of the cores or the branches' threads; the frames do not depend on it."""
+    from vsr_stream.models import ModelDescriptor, register
+    from vsr_stream.models.registry import get
+
+    try:
+        get("test-thread-recorder")
+    except LookupError:
+        register(ModelDescriptor(name="test-thread-recorder", scales=(2,), builder=_ThreadRecorder, learned=False,
+                                 supports_half=False, receptive_radius_px=2, min_size_px=1,
+                                 description="records its threads (tests)", family="test"))
+    _ThreadRecorder.seen = set()
+    cfg = two_classes(fsrcnn_weights(2))
+    cfg["upscale"]["branches"][0] = {"model": "test-thread-recorder", "threads": threads, "freeze": False}
+    # every frame after the first: some tiles reused, the others (due a refresh) from several windows
+    cfg["reuse"] = {"mad_threshold": 255.0, "min_fraction": 0.0, "max_age_frames": 2}
+    one = vsr_stream.upscale(clips["even"], tmp_path / "one.mkv", scale=2,
+                             overrides={**cfg, "transport": {"mode": "fused", "fused_networks": 1}})
+    _ThreadRecorder.seen = set()
+    report = vsr_stream.upscale(clips["even"], tmp_path / "n.mkv", scale=2,
+                                overrides={**cfg, "transport": {"mode": "fused", "fused_networks": networks}})
+    names = {name for name, _ in _ThreadRecorder.seen}
+    assert names == expected
+    if networks > 1:  # the cores shared among the pool's threads, or the branches' own count
+        share = threads or max(1, len(os.sched_getaffinity(0)) // networks)
+        assert {n for _, n in _ThreadRecorder.seen} == {share}
+    frames, frames_one = decoded(tmp_path / "n.mkv"), decoded(tmp_path / "one.mkv")
+    assert len(frames) == len(frames_one) == 6
+    assert all(np.array_equal(a, b) for a, b in zip(frames, frames_one))
+    assert report.tiles_per_class == one.tiles_per_class and min(report.tiles_per_class) > 0
+    assert report.stages["classify"]["tiles_reused"] > 0  # stitched onto the previous output as well
+    assert report.stages["upscale0"]["busy_s"] > 0 and report.stages["upscale1"]["busy_s"] > 0
+    assert report.stages["upscale0"]["calls_at_once"] == networks
 
 
 def test_interrupt_aborts_the_output(clips, tmp_path):

@@ -36,12 +36,14 @@ def median_run(runs: list[dict[str, Any]], seconds: list[float]) -> dict[str, An
 
 def stage_busy_s(stages: dict[str, dict[str, Any]]) -> dict[str, float]:
     """Busy seconds by stage, the workers of class k summed as ``upscale<k>``; stages that
-    report no ``busy_s`` are left out."""
+    report no ``busy_s`` are left out. A stage whose calls ran ``calls_at_once`` side by side
+    (the fused loop's network threads) counts its summed busy time divided by that: the time the
+    stage takes when its calls overlap, on the cores they share."""
     out: dict[str, float] = {}
     for name, stats in stages.items():
         if "busy_s" in stats:
             key = f"upscale{stats['cls']}" if "cls" in stats else name
-            out[key] = out.get(key, 0.0) + float(stats["busy_s"])
+            out[key] = out.get(key, 0.0) + float(stats["busy_s"]) / max(1, int(stats.get("calls_at_once", 1)))
     return out
 
 

@@ -2,7 +2,8 @@
 
 No sockets: per frame, decode → classify → upscale → stitch → encode run in order, decode
 ahead in its own thread and encode behind in another; under NumPy the stitch runs in the encode
-thread too, so it overlaps the next frame's classify and networks instead of waiting for them. The LR
+thread too, so it overlaps the next frame's classify and networks instead of waiting for them, and
+the networks run in a pool of threads (``transport.fused_networks``), one frame's beside the next's. The LR
 frame is uploaded once (``xp.asarray``); its TVAT classes, tile windows, upscaled windows and the
 blended HR frame stay in ``xp``'s memory (CuPy on the branches' CUDA device, else NumPy), each
 branch network gets its windows as a torch view of that memory (DLPack / ``torch.from_numpy``,
@@ -13,8 +14,11 @@ step is the stage modules' own function, so the output is the staged pipeline's.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
@@ -130,6 +134,9 @@ class FusedLoop:
         self.written: dict[str, int] = {}
         self.ingest: dict[str, Any] = {}
         self.latency = LatencyMeter()
+        self.pool: ThreadPoolExecutor | None = None  # the CPU networks' threads (transport.fused_networks)
+        self.network_wait_s = 0.0  # time the stitch spent waiting for the pool's networks
+        self._counts_lock = threading.Lock()  # the network counters, updated from the pool's threads
 
     def setup(self, xp: ModuleType | None = None) -> None:
         check_classifier(self.cfg)
@@ -143,6 +150,7 @@ class FusedLoop:
         # decoding runs ahead in its own thread and encoding behind in another, so both overlap
         # the networks; every frame still passes through here, in order
         feed = DecodeFeed(open_source(source_url, self.cfg.decode), self.cfg.decode, read_ahead=True)
+        self.pool = network_pool(self.cfg) if self.xp is np else None
         try:
             self.step = "encode"
             sink = ThreadedSink(open_sink(output, self.cfg.encode, feed.source.info, self.cfg.scale))
@@ -155,9 +163,11 @@ class FusedLoop:
                 finish_sink(sink, ok=True)
             self.written = sink_counters(sink)
             self.work_s = {"decode": feed.ingest.busy_s if feed.ingest else 0.0, "encode": sink.busy_s,
-                           "stitch": self.busy_s["stitch"] + sink.prepare_s}
+                           "stitch": self.busy_s["stitch"] + sink.prepare_s - self.network_wait_s}
             self.ingest = feed.stats()
         finally:
+            if self.pool is not None:  # what a failure left queued is dropped; a running call ends first
+                self.pool.shutdown(wait=True, cancel_futures=True)
             feed.close()
 
     def _pump(self, feed: DecodeFeed, sink: ThreadedSink, progress: ProgressFn | None) -> None:
@@ -218,15 +228,11 @@ class FusedLoop:
                 calls += [(k, rows) for rows, _ in window_batches(mine, branch.merge_px, branch.max_batch)]
         change = self.reuse.change  # the tracker's, until the next frame
         if not reused.any() and len(calls) == 1 and _whole_frame(calls[0][1], h, w):
-            with self._timed(f"upscale{calls[0][0]}"):  # one window, the frame: its output is the frame
-                whole = self._upscale(calls[0][0], frame[None])[0]
-            finish: Callable[[], Any] = lambda: whole  # noqa: E731
+            whole = self._network(calls[0][0], frame, None)  # one window, the frame: its output is the frame
+            finish: Callable[[], Any] = lambda: self._results([(None, whole)])[0][1][0]  # noqa: E731
         else:
-            parts = []
-            for k, rows in calls:
-                with self._timed(f"upscale{k}"):
-                    parts.append((rows, self._upscale(k, cut_windows(frame, rows))))
-            finish = partial(self._stitched, frame.shape, frame.dtype, geom, reused, parts, change)
+            pending = [(rows, self._network(k, frame, rows)) for k, rows in calls]
+            finish = partial(self._stitched, frame.shape, frame.dtype, geom, reused, pending, change)
         if xp is np:  # stitched in the encode thread, in order, beside the next frame's networks
             with self._timed("encode"):
                 sink.write_frame(item, on_written=self._encoded, prepare=partial(self._output, finish))
@@ -242,16 +248,20 @@ class FusedLoop:
         frame, in frame order (in the encode thread under NumPy); a failure is the stitch's."""
         try:
             out = finish()
+        except _StepFailure:  # a network's, from the pool
+            raise
         except Exception as e:
             raise _StepFailure("stitch") from e
         self.previous = out if self.cfg.reuse.enabled else None
         return out
 
     def _stitched(self, lr_shape: tuple[int, ...], dtype: Any, geom: np.ndarray, reused: np.ndarray,
-                  parts: list[Part], change: Any) -> Any:
-        """The HR frame of the upscaled ``parts`` and, where ``reused``, the previous output
-        (corrected by the LR ``change`` when it is not None)."""
+                  pending: list[tuple[np.ndarray, Callable[[], Any]]], change: Any) -> Any:
+        """The HR frame of the upscaled windows (``pending``: their rows, and what gives their HR
+        windows, see :meth:`_network`) and, where ``reused``, the previous output (corrected by the
+        LR ``change`` when it is not None)."""
         scale, xp = self.cfg.scale, self.xp
+        parts = self._results(pending)
         shape = (lr_shape[0] * scale, lr_shape[1] * scale, lr_shape[2])
         previous = self.previous
         if reused.any() and change is not None:
@@ -272,12 +282,41 @@ class FusedLoop:
         """Called by the encode thread once ``item`` is written: its ingest-to-encode latency."""
         self.latency.encoded(item.index, time.monotonic())
 
+    def _results(self, pending: list[tuple[Any, Callable[[], Any]]]) -> list[Part]:
+        """``pending``'s HR windows, waited for (the wait counted apart from the stitch's work)."""
+        t0 = time.perf_counter()
+        parts = [(rows, result()) for rows, result in pending]
+        self.network_wait_s += time.perf_counter() - t0 if self.pool is not None else 0.0
+        return parts
+
+    def _network(self, k: int, frame: Any, rows: np.ndarray | None) -> Callable[[], Any]:
+        """Class ``k``'s network on ``frame``'s windows ``rows`` (None: the whole frame as one), started
+        now. Returns what gives the HR windows: at once, or with a pool, when its thread has run them
+        (a failure there raised as this step's, ``upscale<k>``)."""
+        if self.pool is None:
+            with self._timed(f"upscale{k}"):
+                out = self._upscale(k, frame[None] if rows is None else cut_windows(frame, rows))
+            return lambda: out
+        return self.pool.submit(self._pooled_upscale, k, frame, rows).result
+
+    def _pooled_upscale(self, k: int, frame: Any, rows: np.ndarray | None) -> Any:
+        """:meth:`_upscale` of ``frame``'s windows ``rows`` in a pool thread, timed there."""
+        t0 = time.perf_counter()
+        try:
+            return self._upscale(k, frame[None] if rows is None else cut_windows(frame, rows))
+        except Exception as e:
+            raise _StepFailure(f"upscale{k}") from e
+        finally:
+            with self._counts_lock:
+                self.busy_s[f"upscale{k}"] += time.perf_counter() - t0
+
     def _upscale(self, k: int, windows: Any) -> Any:
         """Class ``k``'s network on ``windows`` (xp, NHWC); the HR windows in xp's memory."""
         model = self.models[k]
         y = model.upscale_tensor(as_tensor(windows).to(model.device))  # .to: a no-op unless a branch sits elsewhere
-        self.batches[k] += 1
-        self.window_px[k] += windows.shape[0] * windows.shape[1] * windows.shape[2]
+        with self._counts_lock:
+            self.batches[k] += 1
+            self.window_px[k] += windows.shape[0] * windows.shape[1] * windows.shape[2]
         return from_tensor(y, self.xp)
 
     @contextmanager
@@ -291,10 +330,12 @@ class FusedLoop:
 
     def stats(self) -> dict[str, dict[str, Any]]:
         busy = self.busy_s
+        # with a pool, busy_s sums its threads' time: calls_at_once of them ran side by side
+        at_once = self.cfg.transport.fused_networks if self.pool is not None else 1
         upscale = {f"upscale{k}": {"cls": k, "tiles": self.tiles[k], "batches": self.batches[k],
                                    "window_px": self.window_px[k],
-                                   "busy_s": busy[f"upscale{k}"], "fp32_retries": m.fp32_retries,
-                                   "precision": m.precision, "layout": m.layout}
+                                   "busy_s": busy[f"upscale{k}"], "calls_at_once": at_once,
+                                   "fp32_retries": m.fp32_retries, "precision": m.precision, "layout": m.layout}
                    for k, m in enumerate(self.models)}
         # decode and encode (with the stitch, under NumPy) run in their own threads: their busy time
         # is their work there, and waiting for them shows as "wait_s" (a step slower than the networks)
@@ -306,6 +347,18 @@ class FusedLoop:
                 "stitch": {"frames": self.frames, "busy_s": self.work_s.get("stitch", busy["stitch"])},
                 "encode": {"frames": self.frames, "packets": self.packets, **self.written, **self.latency.summary(),
                            "busy_s": self.work_s.get("encode", busy["encode"]), "wait_s": busy["encode"]}}
+
+
+def network_pool(cfg: PipelineConfig) -> ThreadPoolExecutor | None:
+    """Threads for the CPU networks: ``transport.fused_networks`` of them (None for 1), each with
+    the largest ``threads`` of the branches, else this process's cores shared among them."""
+    n = cfg.transport.fused_networks
+    if n <= 1:
+        return None
+    threads = max(b.threads for b in cfg.upscale.branches) or max(1, len(os.sched_getaffinity(0)) // n)
+    # torch's OpenMP team size is the calling thread's setting: set in each of the pool's as it starts
+    return ThreadPoolExecutor(n, thread_name_prefix="vsr-network", initializer=torch.set_num_threads,
+                              initargs=(threads,))
 
 
 def _whole_frame(rows: np.ndarray, h: int, w: int) -> bool:
