@@ -241,9 +241,10 @@ class TransportConfig(_Section):
     fused_networks: int = Field(
         2, ge=1, description="fused mode on the CPU: network calls that run at once, each in its own thread "
         "with the cores / this many torch threads (a branch's `threads` overrides), so the next frame's networks "
-        "run beside this one's. On two cores two one-thread calls ran the bench clips 9-17% faster than one "
-        "two-thread call: a two-thread call waits at every layer for the thread that lost its core to the stitch "
-        "or the encoder (docs/performance.md). 1: the networks run in the loop's thread. Ignored on the GPU.")
+        "run beside this one's. On two cores two one-thread calls beat one two-thread call in all eight same-run "
+        "bench comparisons, by 2-25% (median 12%): a two-thread call waits at every layer for the thread that "
+        "lost its core to the stitch or the encoder (docs/performance.md). 1: the networks run in the loop's "
+        "thread. Ignored on the GPU.")
     stall_timeout_ms: int = Field(
         120_000, ge=100, description="A stage that receives nothing for this long while work is due fails."
     )
