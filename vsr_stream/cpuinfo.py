@@ -1,7 +1,9 @@
-"""The CPU's feature flags as Linux reports them (``/proc/cpuinfo``); empty where there is none."""
+"""The CPU's feature flags as Linux reports them (``/proc/cpuinfo``; empty where there is none), and
+the cores this process may run on."""
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 
@@ -21,3 +23,10 @@ def this_cpu_flags() -> frozenset[str]:
         return cpu_flags(CPUINFO.read_text(encoding="utf-8", errors="replace"))
     except OSError:
         return frozenset()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1

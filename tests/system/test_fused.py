@@ -4,7 +4,6 @@ kept on the device from its one upload to its one download, and the same errors 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,6 +17,7 @@ from tests.kernels import emulated_cupy
 from tests.kernels.conftest import emulated, gxx, harness_binary, harness_sanitized  # noqa: F401 (fixtures)
 from tests.system.conftest import packets
 from vsr_stream.config import BranchConfig, load_config
+from vsr_stream.cpuinfo import usable_cores
 from vsr_stream.errors import SinkError, SourceError, StageFailedError
 from vsr_stream.media.synth import write_clip
 from vsr_stream.models import build_model, save_weights
@@ -212,12 +212,13 @@ def test_cpu_networks_run_in_the_pool_and_give_the_same_frames(clips, fsrcnn_wei
     one = vsr_stream.upscale(clips["even"], tmp_path / "one.mkv", scale=2,
                              overrides={**cfg, "transport": {"mode": "fused", "fused_networks": 1}})
     _ThreadRecorder.seen = set()
+    before = torch.get_num_threads()
     report = vsr_stream.upscale(clips["even"], tmp_path / "n.mkv", scale=2,
                                 overrides={**cfg, "transport": {"mode": "fused", "fused_networks": networks}})
     names = {name for name, _ in _ThreadRecorder.seen}
     assert names == expected
     if networks > 1:  # the cores shared among the pool's threads, or the branches' own count
-        share = threads or max(1, len(os.sched_getaffinity(0)) // networks)
+        share = threads or max(1, usable_cores() // networks)
         assert {n for _, n in _ThreadRecorder.seen} == {share}
     frames, frames_one = decoded(tmp_path / "n.mkv"), decoded(tmp_path / "one.mkv")
     assert len(frames) == len(frames_one) == 6
@@ -226,6 +227,7 @@ def test_cpu_networks_run_in_the_pool_and_give_the_same_frames(clips, fsrcnn_wei
     assert report.stages["classify"]["tiles_reused"] > 0  # stitched onto the previous output as well
     assert report.stages["upscale0"]["busy_s"] > 0 and report.stages["upscale1"]["busy_s"] > 0
     assert report.stages["upscale0"]["calls_at_once"] == networks
+    assert torch.get_num_threads() == before  # the pool's setting does not outlive the run
 
 
 def test_interrupt_aborts_the_output(clips, tmp_path):

@@ -14,7 +14,6 @@ step is the stage modules' own function, so the output is the staged pipeline's.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import defaultdict
@@ -29,13 +28,14 @@ import numpy as np
 import torch
 
 from vsr_stream.config import BranchConfig, PipelineConfig
+from vsr_stream.cpuinfo import usable_cores
 from vsr_stream.errors import ProtocolError, StageFailedError
 from vsr_stream.media.items import PacketItem, VideoFrameItem
 from vsr_stream.media.sink import Sink, open_sink
 from vsr_stream.media.sink_thread import ThreadedSink
 from vsr_stream.media.source import open_source
 from vsr_stream.models.inference import BranchModel
-from vsr_stream.ops.blend import Part, accumulate_tiles, normalize, stitch_cores
+from vsr_stream.ops.blend import accumulate_tiles, normalize, stitch_cores
 from vsr_stream.ops.merge import window_batches
 from vsr_stream.ops.tensors import as_tensor, from_tensor
 from vsr_stream.stages.classify import (ReuseTracker, branch_context_px, check_classifier, cut_windows, tile_classes,
@@ -151,6 +151,7 @@ class FusedLoop:
         # the networks; every frame still passes through here, in order
         feed = DecodeFeed(open_source(source_url, self.cfg.decode), self.cfg.decode, read_ahead=True)
         self.pool = network_pool(self.cfg) if self.xp is np else None
+        torch_threads = torch.get_num_threads()  # the pool's threads set the process's count: restored after
         try:
             self.step = "encode"
             sink = ThreadedSink(open_sink(output, self.cfg.encode, feed.source.info, self.cfg.scale))
@@ -168,6 +169,7 @@ class FusedLoop:
         finally:
             if self.pool is not None:  # what a failure left queued is dropped; a running call ends first
                 self.pool.shutdown(wait=True, cancel_futures=True)
+                torch.set_num_threads(torch_threads)
             feed.close()
 
     def _pump(self, feed: DecodeFeed, sink: ThreadedSink, progress: ProgressFn | None) -> None:
@@ -213,7 +215,7 @@ class FusedLoop:
                 yield entry
 
     def _frame(self, item: VideoFrameItem, sink: Sink) -> None:
-        xp, scale = self.xp, self.cfg.scale
+        xp = self.xp
         with self._timed("classify"):
             frame = xp.asarray(item.array)  # the frame's one upload (NumPy: no copy)
             h, w = frame.shape[:2]
@@ -229,7 +231,7 @@ class FusedLoop:
         change = self.reuse.change  # the tracker's, until the next frame
         if not reused.any() and len(calls) == 1 and _whole_frame(calls[0][1], h, w):
             whole = self._network(calls[0][0], frame, None)  # one window, the frame: its output is the frame
-            finish: Callable[[], Any] = lambda: self._results([(None, whole)])[0][1][0]  # noqa: E731
+            finish: Callable[[], Any] = lambda: self._waited([whole])[0][0]  # noqa: E731
         else:
             pending = [(rows, self._network(k, frame, rows)) for k, rows in calls]
             finish = partial(self._stitched, frame.shape, frame.dtype, geom, reused, pending, change)
@@ -261,7 +263,7 @@ class FusedLoop:
         windows, see :meth:`_network`) and, where ``reused``, the previous output (corrected by the
         LR ``change`` when it is not None)."""
         scale, xp = self.cfg.scale, self.xp
-        parts = self._results(pending)
+        parts = list(zip([rows for rows, _ in pending], self._waited([result for _, result in pending])))
         shape = (lr_shape[0] * scale, lr_shape[1] * scale, lr_shape[2])
         previous = self.previous
         if reused.any() and change is not None:
@@ -282,12 +284,14 @@ class FusedLoop:
         """Called by the encode thread once ``item`` is written: its ingest-to-encode latency."""
         self.latency.encoded(item.index, time.monotonic())
 
-    def _results(self, pending: list[tuple[Any, Callable[[], Any]]]) -> list[Part]:
-        """``pending``'s HR windows, waited for (the wait counted apart from the stitch's work)."""
+    def _waited(self, results: list[Callable[[], Any]]) -> list[Any]:
+        """The HR windows each of ``results`` (see :meth:`_network`) gives, waited for; the wait is
+        counted apart from the stitch's own work."""
         t0 = time.perf_counter()
-        parts = [(rows, result()) for rows, result in pending]
-        self.network_wait_s += time.perf_counter() - t0 if self.pool is not None else 0.0
-        return parts
+        windows = [result() for result in results]
+        if self.pool is not None:
+            self.network_wait_s += time.perf_counter() - t0
+        return windows
 
     def _network(self, k: int, frame: Any, rows: np.ndarray | None) -> Callable[[], Any]:
         """Class ``k``'s network on ``frame``'s windows ``rows`` (None: the whole frame as one), started
@@ -355,7 +359,7 @@ def network_pool(cfg: PipelineConfig) -> ThreadPoolExecutor | None:
     n = cfg.transport.fused_networks
     if n <= 1:
         return None
-    threads = max(b.threads for b in cfg.upscale.branches) or max(1, len(os.sched_getaffinity(0)) // n)
+    threads = max(b.threads for b in cfg.upscale.branches) or max(1, usable_cores() // n)
     # torch's OpenMP team size is the calling thread's setting: set in each of the pool's as it starts
     return ThreadPoolExecutor(n, thread_name_prefix="vsr-network", initializer=torch.set_num_threads,
                               initargs=(threads,))

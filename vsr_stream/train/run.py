@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing as mp
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vsr_stream.cpuinfo import usable_cores
 from vsr_stream.config import TrainConfig
 from vsr_stream.train.data import patch_bank
 from vsr_stream.train.trainer import BranchJob, branch_dir, train_branch
@@ -45,7 +45,7 @@ def run_training(cfg: TrainConfig, show_progress: bool = True) -> dict[str, Any]
     thresholds = class_thresholds(cfg)
     n = len(cfg.branches)
     parallel = cfg.parallel and n > 1
-    threads = cfg.threads or (max(1, (os.cpu_count() or 1) // n) if parallel else 0)
+    threads = cfg.threads or (max(1, usable_cores() // n) if parallel else 0)
     jobs = [BranchJob(cfg.model_dump(mode="json"), k, thresholds, threads, show_progress) for k in range(n)]
     if parallel:
         with mp.get_context("spawn").Pool(n) as pool:
