@@ -299,7 +299,7 @@ class FusedLoop:
         (a failure there raised as this step's, ``upscale<k>``)."""
         if self.pool is None:
             with self._timed(f"upscale{k}"):
-                out = self._upscale(k, frame[None] if rows is None else cut_windows(frame, rows))
+                out = self._upscale(k, frame, rows)
             return lambda: out
         return self.pool.submit(self._pooled_upscale, k, frame, rows).result
 
@@ -307,15 +307,17 @@ class FusedLoop:
         """:meth:`_upscale` of ``frame``'s windows ``rows`` in a pool thread, timed there."""
         t0 = time.perf_counter()
         try:
-            return self._upscale(k, frame[None] if rows is None else cut_windows(frame, rows))
+            return self._upscale(k, frame, rows)
         except Exception as e:
             raise _StepFailure(f"upscale{k}") from e
         finally:
             with self._counts_lock:
                 self.busy_s[f"upscale{k}"] += time.perf_counter() - t0
 
-    def _upscale(self, k: int, windows: Any) -> Any:
-        """Class ``k``'s network on ``windows`` (xp, NHWC); the HR windows in xp's memory."""
+    def _upscale(self, k: int, frame: Any, rows: np.ndarray | None) -> Any:
+        """Class ``k``'s network on ``frame``'s windows ``rows`` (None: the whole frame as one; xp,
+        NHWC); the HR windows in xp's memory."""
+        windows = frame[None] if rows is None else cut_windows(frame, rows)
         model = self.models[k]
         y = model.upscale_tensor(as_tensor(windows).to(model.device))  # .to: a no-op unless a branch sits elsewhere
         with self._counts_lock:

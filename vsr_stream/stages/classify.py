@@ -199,8 +199,9 @@ class ClassifyStage(Stage):
         self.frames += 1
         header = {k: msg.header[k] for k in ("index", "pts", "time_base", "duration", "name")}
         plan = {**header, "h": h, "w": w, "n_tiles": int((~reused).sum()), "dtype": frame.dtype.name}
-        payload = [] if not reused.any() else [geom[reused]] if self.reuse.change is None else \
-            [geom[reused], self.reuse.change]
+        payload = [geom[reused]] if reused.any() else []
+        if self.reuse.change is not None:  # only set when a tile is reused
+            payload.append(self.reuse.change)
         outs = [("plans", m.Message(m.PLAN, plan, payload))]
         outs += list(self._tiles(frame, kept, classes, msg.header["index"]))
         self.busy_s += time.perf_counter() - t0
