@@ -32,7 +32,7 @@ def _terminate_as_interrupt(signum: int, frame: Any) -> None:
 def _fail(e: BaseException) -> None:
     if isinstance(e, KeyboardInterrupt):
         click.echo(f"error: interrupted ({str(e) or 'Ctrl-C'}); the pipeline was stopped "
-                   "(a file output was not kept; a live recording keeps what was written)", err=True)
+                   "(a file output not yet finished was not kept; a live recording keeps what was written)", err=True)
         sys.exit(130)
     click.echo(f"error: {e}", err=True)
     sys.exit(130 if isinstance(e, Cancelled) else 2 if isinstance(e, ConfigError) else 1)

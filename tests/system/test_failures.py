@@ -141,15 +141,28 @@ def _ctrl_c_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _wait_until_writing(out_dir: Path, proc: subprocess.Popen, settle_s: float = 1.0) -> None:
+    """Wait until the run has opened its (temporary) output, then a little more: the signal then
+    lands mid-run on a slow machine and on a fast one alike (a fixed sleep could land while the
+    output was being finished, where a complete file is rightly kept)."""
+    deadline = time.monotonic() + 120
+    while not any(out_dir.iterdir()):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the run never opened its output"
+        time.sleep(0.05)
+    time.sleep(settle_s)
+    assert proc.poll() is None, "the run ended before it could be interrupted; make the clip longer"
+
+
 @pytest.mark.parametrize("sig,mode", [(signal.SIGINT, "inproc"), (signal.SIGTERM, "inproc"), (signal.SIGINT, "ipc"),
                                       (signal.SIGINT, "fused")])
 def test_interrupt_leaves_nothing(tmp_path, out_dir, sig, mode):
-    src = write_clip(tmp_path / "long.mp4", width=160, height=96, frames=200)
+    src = write_clip(tmp_path / "long.mp4", width=160, height=96, frames=400)
     proc = subprocess.Popen([sys.executable, "-m", "vsr_stream.cli", "upscale", str(src), str(out_dir / "o.mp4"),
                              "--scale", "4", "--quiet", "--transport", mode],
                             env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, preexec_fn=_ctrl_c_default)
-    time.sleep(8 if mode == "ipc" else 4)
+    _wait_until_writing(out_dir, proc)
     os.killpg(proc.pid, sig) if sig == signal.SIGINT else proc.send_signal(sig)  # Ctrl-C hits the whole group
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
