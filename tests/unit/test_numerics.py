@@ -40,51 +40,21 @@ def _card(**costs: float) -> CardNumbers:
 # ---------------------------------------------------------------- auto precision
 
 def test_auto_takes_bf16_with_native_hardware_and_a_cheap_card():
-    choice = choose_auto_precision("cpu", True, "AVX512_BF16", _card(Set5=-0.02, Set14=-0.011), wide=0.5)
+    choice = choose_auto_precision("cpu", True, "AVX512_BF16", _card(Set5=-0.02, Set14=-0.011))
     assert choice.precision == "bf16" and "0.020 dB" in choice.reason
-    # a GPU's bf16 units pay on thin layers as well: the width rule is the CPU's
-    assert choose_auto_precision("cuda", True, "A100", _card(Set5=-0.01), wide=0.0).precision == "bf16"
-    with pytest.raises(ValueError, match="wide share"):  # a CPU decision the caller did not measure for
-        choose_auto_precision("cpu", True, "AVX512_BF16", _card(Set5=-0.01), wide=None)
+    assert choose_auto_precision("cuda", True, "A100", _card(Set5=-0.01)).precision == "bf16"
 
 
-@pytest.mark.parametrize("native, card, wide, reason", [
-    (False, _card(Set5=-0.001), 1.0, "this CPU has no native bf16: AVX2"),
-    (True, _card(Set5=-0.001, Set14=-0.021), 1.0, "-0.021 dB on Set14"),
-    (True, _card(Set5=+0.03), 1.0, "+0.030 dB on Set5"),  # the bound is on the absolute cost
-    (True, _card(), 1.0, "records no bf16 cost"),
-    (True, None, 1.0, "no model card beside w.safetensors"),
-    (True, _card(Set5=-0.001), 0.49, "thin layers: 49% of its multiply-adds in layers of 32+ channels"),
+@pytest.mark.parametrize("native, card, reason", [
+    (False, _card(Set5=-0.001), "this CPU has no native bf16: AVX2"),
+    (True, _card(Set5=-0.001, Set14=-0.021), "-0.021 dB on Set14"),
+    (True, _card(Set5=+0.03), "+0.030 dB on Set5"),  # the bound is on the absolute cost
+    (True, _card(), "records no bf16 cost"),
+    (True, None, "no model card beside w.safetensors"),
 ])
-def test_auto_keeps_fp32_and_says_why(native, card, wide, reason):
-    choice = choose_auto_precision("cpu", native, "AVX2", card, "no model card beside w.safetensors", wide=wide)
+def test_auto_keeps_fp32_and_says_why(native, card, reason):
+    choice = choose_auto_precision("cpu", native, "AVX2", card, "no model card beside w.safetensors")
     assert choice.precision == "fp32" and reason in choice.reason
-
-
-@pytest.mark.parametrize("model, scale, expected", [
-    ("fsrcnn-ps-56-m9p4-y", 4, 0.0),  # 1-channel input, 12-channel mapping: every layer thin on one side
-    ("fsrcnn-56", 2, 0.0),
-    ("bicubic", 3, 0.0),  # no learned layers
-    ("edsr-b6c32", 4, pytest.approx(0.954, abs=0.002)),  # all but the 3-channel head and the tail
-    ("mdsr-b8c48", 3, pytest.approx(0.983, abs=0.002)),
-])
-def test_wide_share_is_the_share_of_multiply_adds_in_wide_layers(model, scale, expected):
-    from vsr_stream.models.inference import wide_share
-    from vsr_stream.models.registry import untrained_model
-
-    assert wide_share(untrained_model(model, scale)) == expected
-
-
-def test_wide_share_counts_the_channels_each_output_reads():
-    from torch import nn
-
-    from vsr_stream.models.inference import wide_share
-
-    dense, depthwise = nn.Conv2d(3, 64, 1), nn.Conv2d(64, 64, 3, padding=1, groups=64)
-    wide = nn.Conv2d(64, 64, 3, padding=1)
-    # per pixel: dense 3 x 64 = 192 MACs, depthwise 64 x 9 = 576, wide 64 x 64 x 9 = 36,864
-    assert wide_share(nn.Sequential(dense, depthwise, wide)) == pytest.approx(36_864 / (192 + 576 + 36_864))
-    assert wide_share(nn.Sequential(dense, depthwise)) == 0.0
 
 
 def test_native_bf16_is_read_from_torch_capability_or_cpu_flags():
@@ -123,8 +93,8 @@ def test_auto_on_native_hardware_follows_the_shipped_card(monkeypatch):
     costly = BranchModel(BranchConfig(model="edsr-b4c32"), 2, allow_random=False)
     random = BranchModel(BranchConfig(model="edsr-b4c32"), 3, allow_random=True)
     thin = BranchModel(BranchConfig(model="fsrcnn-ps-16-y", weights="@thin"), 4, allow_random=False)
-    assert (cheap.precision, costly.precision, random.precision, thin.precision) == ("bf16", "fp32", "fp32", "fp32")
-    assert next(cheap.module.parameters()).dtype == torch.bfloat16 and cheap.fallback is not None
+    assert (cheap.precision, costly.precision, random.precision, thin.precision) == ("bf16", "fp32", "fp32", "bf16")
+    assert next(cheap.module.parameters()).dtype == next(thin.module.parameters()).dtype == torch.bfloat16
 
 
 # ---------------------------------------------------------------- card sidecars

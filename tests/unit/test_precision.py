@@ -41,8 +41,9 @@ class _OverflowsInHalf(nn.Module):
 
 
 def test_overflowing_batches_are_redone_in_fp32_and_counted(caplog):
-    branch = BranchModel(BranchConfig(model="fsrcnn-ps-16", precision="bf16"), 2, allow_random=True)
-    branch.module, branch.fallback = _OverflowsInHalf(torch.bfloat16), _OverflowsInHalf(torch.float32)
+    branch = BranchModel(BranchConfig(model="fsrcnn-ps-16", precision="fp16"), 2, allow_random=True)
+    assert branch.fallback is not None
+    branch.module, branch.fallback = _OverflowsInHalf(torch.float16), _OverflowsInHalf(torch.float32)
     windows = _windows()
     with caplog.at_level("WARNING"):
         out1 = branch.upscale(windows)
@@ -53,6 +54,26 @@ def test_overflowing_batches_are_redone_in_fp32_and_counted(caplog):
     assert sum("fp32" in r.message for r in caplog.records) == 1  # warned once, counted always
 
 
-def test_fp32_keeps_no_fallback_copy():
-    branch = BranchModel(BranchConfig(model="fsrcnn-ps-16", precision="fp32"), 2, allow_random=True)
-    assert branch.fallback is None and branch.dtype == torch.float32 and branch.precision == "fp32"
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_no_fallback_copy_where_fp32_would_overflow_too(precision):
+    """bf16 has float32's exponent range: a retry in fp32 could not help, so none is kept."""
+    branch = BranchModel(BranchConfig(model="fsrcnn-ps-16", precision=precision), 2, allow_random=True)
+    assert branch.fallback is None and branch.precision == precision
+
+
+def test_prelu_computes_narrow_floats_in_float32_on_the_cpu():
+    from vsr_stream.models.dtypes import PReLU
+
+    torch.manual_seed(0)
+    ours, theirs = PReLU(6), nn.PReLU(6)
+    with torch.no_grad():
+        ours.weight.copy_(torch.tensor([-0.8, -0.1, 0.0, 0.3, 1.0, 1.7]))  # trained slopes leave [0, 1]
+    theirs.load_state_dict(ours.state_dict())  # the same parameter under the same name
+    x = torch.randn(2, 6, 5, 7).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))  # float32: nn.PReLU itself
+        ours.bfloat16()
+        y = ours(x.bfloat16())
+        expected = torch.nn.functional.prelu(x.bfloat16().float(), ours.weight.float()).bfloat16()
+    assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(y, expected)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from vsr_stream.errors import ConfigError, ModelInputError
-from vsr_stream.models.dtypes import learned_dtype
+from vsr_stream.models.dtypes import PReLU, learned_dtype
 from vsr_stream.models.interp import Bicubic
 from vsr_stream.models.registry import ModelDescriptor
 
@@ -281,7 +281,7 @@ def _init_body_as_paper(body: nn.Sequential) -> None:
 
 def _conv_prelu(in_channels: int, out_channels: int, kernel_px: int) -> list[nn.Module]:
     conv = nn.Conv2d(in_channels, out_channels, kernel_px, padding=kernel_px // 2)
-    return [conv, nn.PReLU(out_channels)]
+    return [conv, PReLU(out_channels)]
 
 
 def receptive_radius_px(scale: int, n_map_layers: int = N_MAP_LAYERS) -> int:

@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}
 HALF_PRECISIONS = ("fp16", "bf16")
 MAX_BF16_COST_DB = 0.02  # "auto" takes bf16 only if the card's |bf16 - fp32| PSNR is at most this on every set
-WIDE_CHANNELS = 32  # a layer with at least this many channels in and out does enough arithmetic per byte ...
-MIN_WIDE_SHARE = 0.5  # ... and "auto" takes bf16 on a CPU only for a network with this share of its MACs in such layers
 _NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # /proc/cpuinfo flags of bf16 arithmetic units
 _PEAKS = {torch.uint8: 255.0, torch.uint16: 65535.0}  # full-scale value of each pixel dtype
 _FREEZE_LOCK = threading.Lock()
@@ -159,44 +157,21 @@ class PrecisionChoice:
     reason: str
 
 
-def wide_share(module: torch.nn.Module, size_px: int = 32) -> float:
-    """Share of ``module``'s learned-layer multiply-adds (on a ``size_px`` square input) in layers with
-    at least :data:`WIDE_CHANNELS` channels in (per group) and out; 0.0 for a network without learned
-    layers."""
-    from vsr_stream.models.macs import layer_macs
-
-    layers = layer_macs(module, torch.zeros(1, 3, size_px, size_px)).values()
-    total = sum(macs for _, macs in layers)
-    wide = sum(macs for layer, macs in layers
-               if min(layer_channels(layer)) >= WIDE_CHANNELS)
-    return wide / total if total else 0.0
-
-
-def layer_channels(layer: torch.nn.Module) -> tuple[int, int]:
-    """(input channels each output reads, output channels) of a convolution or linear layer."""
-    if isinstance(layer, torch.nn.Linear):
-        return layer.in_features, layer.out_features
-    return layer.in_channels // layer.groups, layer.out_channels
-
-
 def choose_auto_precision(device_type: str, native: bool, hardware: str, card: CardNumbers | None,
-                          no_card: str = "no model card", *, wide: float | None) -> PrecisionChoice:
+                          no_card: str = "no model card") -> PrecisionChoice:
     """The "auto" precision, a pure function: bf16 only if the device (``device_type`` 'cpu'/'cuda')
-    computes it natively (``native``; ``hardware`` names what it has), ``card`` records a bf16 cost
-    of at most :data:`MAX_BF16_COST_DB` (absolute) on every validation set, and, on a CPU, the
-    network has at least :data:`MIN_WIDE_SHARE` of its multiply-adds in wide layers (``wide``, from
-    :func:`wide_share`; read only when the rest allows bf16, None otherwise); fp32 otherwise, with
-    ``no_card`` as the reason when ``card`` is None.
+    computes it natively (``native``; ``hardware`` names what it has) and ``card`` records a bf16
+    cost of at most :data:`MAX_BF16_COST_DB` (absolute) on every validation set; fp32 otherwise,
+    with ``no_card`` as the reason when ``card`` is None.
 
-    Why the width rule (AVX-512 BF16 EPYC, torch 2.13, 2 threads, ``BranchModel.upscale`` of one
-    320x180 frame / 16 88x88 windows at x4, median of 11 interleaved runs, fp32 as a branch runs
-    it, frozen): bf16 time over fp32 time was 1.41 / 1.35 for FSRCNN-PS-56-M9P4-Y, 1.27 / 1.20 for
-    FSRCNN-PS-56-Y, 1.53 / 1.23 for FSRCNN-PS-16-Y and 1.35 / 1.36 for FSRCNN-PS-56-M12-Y at x3
-    (every layer under 32 channels on one side: the 1-channel input, the 12-channel mapping; bound
-    by memory traffic, which bf16 does not shrink enough to pay for its casts), but 0.50 / 0.58 for
-    EDSR-B6C32 and 0.63 / 0.72 for EDSR-B6C32-Y (32-channel bodies). FSRCNN-56's transposed-conv
-    tail (56 → 3) was the one thin network bf16 sped up, 0.98 / 0.85: fp32 gives that up for the
-    exact numerics.
+    On the CPU bf16 pays for every registered network since the FSRCNN bodies compute their PReLUs
+    in float32 (:class:`~vsr_stream.models.dtypes.PReLU`; torch's bf16 PReLU kernel had made the thin
+    FSRCNNs 1.2-1.5x slower in bf16, so "auto" used to keep fp32 for networks with most of their
+    work in layers under 32 channels). AVX-512 BF16 EPYC, torch 2.13, ``BranchModel.upscale`` of one
+    320x180 frame (194x334 with context), median of 11 interleaved calls, bf16 time / fp32 time,
+    at 1 thread (a fused run's network pool) / 2 threads: FSRCNN-PS-56-M9P4-Y 0.76 / 0.83,
+    FSRCNN-PS-56-Y 0.73 / 0.84, FSRCNN-PS-36-T1-Y 0.84 / 1.00, FSRCNN-PS-16-Y 0.89 / 0.91,
+    FSRCNN-PS-56-M12-Y (x3) 0.77 / 0.86, EDSR-B6C32 0.49 / 0.51.
     """
     if not native:
         where = "CPU" if device_type == "cpu" else "device"
@@ -209,11 +184,6 @@ def choose_auto_precision(device_type: str, native: bool, hardware: str, card: C
     cost = card.bf16_cost_db[worst]
     if abs(cost) > MAX_BF16_COST_DB:
         return PrecisionChoice("fp32", f"bf16 costs {cost:+.3f} dB on {worst}, over the {MAX_BF16_COST_DB} dB limit")
-    if device_type == "cpu" and wide is None:
-        raise ValueError("choose_auto_precision on a CPU needs the network's wide share")
-    if device_type == "cpu" and wide < MIN_WIDE_SHARE:
-        return PrecisionChoice("fp32", f"thin layers: {wide:.0%} of its multiply-adds in layers of "
-                               f"{WIDE_CHANNELS}+ channels, which bf16 does not speed up on a CPU")
     return PrecisionChoice("bf16", f"native bf16 ({hardware}), bf16 cost at most {abs(cost):.3f} dB on every set")
 
 
@@ -221,14 +191,9 @@ def resolve_precision(branch: BranchConfig, scale: int, device: torch.device) ->
     """The branch's precision with "auto" resolved (logged at INFO with its reason); others as given."""
     if branch.precision != "auto":
         return branch.precision
-    from vsr_stream.models.registry import get, untrained_model
-
     native, hardware = native_bf16(device)
     card, no_card = branch_card(branch, scale) if native else (None, "")
-    wide = None  # the width needs a forward pass: measured only where it decides
-    if native and card and device.type == "cpu":
-        wide = wide_share(untrained_model(branch.model, scale), max(32, get(branch.model).min_size_px))
-    choice = choose_auto_precision(device.type, native, hardware, card, no_card, wide=wide)
+    choice = choose_auto_precision(device.type, native, hardware, card, no_card)
     log.info("%s x%d: %s (%s)", branch.model, scale, choice.precision, choice.reason)
     return choice.precision
 
@@ -372,7 +337,7 @@ class BranchModel:
 
     def _set_network(self, module: torch.nn.Module, branch: BranchConfig, scale: int) -> None:
         """``module`` in the branch's layout, precision and device, frozen where that pays, as
-        :attr:`module` (and :attr:`fallback`, its fp32 copy for retrying a half-precision batch
+        :attr:`module` (and :attr:`fallback`, its fp32 copy for retrying an fp16 batch
         that overflowed)."""
         module = to_layout(module, self.layout)
         if self.precision == "int8":
@@ -380,7 +345,8 @@ class BranchModel:
 
             module = quantize_int8(module)
         module = module.to(self.device)
-        self.fallback = copy.deepcopy(module) if self.precision in HALF_PRECISIONS else None
+        # fp16 overflows at 65,504; bf16 has float32's exponent range, so it overflows only where float32 would
+        self.fallback = copy.deepcopy(module) if self.precision == "fp16" else None
         self.module = learned_layers_to(module, self.dtype) if self.precision in HALF_PRECISIONS else module
         if branch.freeze and self.device.type == "cpu" and self.precision == "fp32":
             try:
@@ -437,13 +403,11 @@ class BranchModel:
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """The network on float32 NCHW ``x`` in the branch's precision; float32 out.
 
-        A half-precision output holding NaN or Inf (overflow) is thrown away and the batch
-        run again in fp32; ``fp32_retries`` counts those batches (warned once).
+        An fp16 output holding NaN or Inf (overflow) is thrown away and the batch run again in
+        fp32; ``fp32_retries`` counts those batches (warned once).
         """
-        if self.fallback is None:
-            return self.module(x)
         y = self.module(x).float()  # float32 in: learned layers in self.dtype, skip and sum in float32
-        if bool(torch.isfinite(y).all()):
+        if self.fallback is None or bool(torch.isfinite(y).all()):
             return y
         if not self.fp32_retries:
             log.warning("a %s batch gave NaN/Inf; running it in fp32 (further retries are counted, not logged)",
