@@ -77,3 +77,20 @@ def test_prelu_computes_narrow_floats_in_float32_on_the_cpu():
         expected = torch.nn.functional.prelu(x.bfloat16().float(), ours.weight.float()).bfloat16()
     assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(y, expected)
+
+
+@pytest.mark.parametrize("shape", [(1, 56, 204, 344), (3, 12, 97, 41), (2, 5, 1, 1)])
+def test_prelu_in_blocks_of_rows_equals_one_pass(shape, monkeypatch):
+    """Large maps go through float32 a block of rows at a time: the same values as in one pass."""
+    from vsr_stream.models import dtypes
+
+    torch.manual_seed(1)
+    layer = dtypes.PReLU(shape[1]).bfloat16()
+    with torch.no_grad():
+        layer.weight.copy_(torch.linspace(-1.0, 2.0, shape[1]))
+        x = torch.randn(shape).bfloat16().contiguous(memory_format=torch.channels_last)
+        whole = torch.nn.functional.prelu(x.float(), layer.weight.float()).bfloat16()
+        for block_bytes in (1, 4096, 1 << 20):  # a row per block, a few rows, one block
+            monkeypatch.setattr(dtypes, "_PRELU_CHUNK_BYTES", block_bytes)
+            y = layer(x)
+            assert torch.equal(y, whole) and y.is_contiguous(memory_format=torch.channels_last)

@@ -169,9 +169,9 @@ def choose_auto_precision(device_type: str, native: bool, hardware: str, card: C
     FSRCNNs 1.2-1.5x slower in bf16, so "auto" used to keep fp32 for networks with most of their
     work in layers under 32 channels). AVX-512 BF16 EPYC, torch 2.13, ``BranchModel.upscale`` of one
     320x180 frame (194x334 with context), median of 11 interleaved calls, bf16 time / fp32 time,
-    at 1 thread (a fused run's network pool) / 2 threads: FSRCNN-PS-56-M9P4-Y 0.76 / 0.83,
-    FSRCNN-PS-56-Y 0.73 / 0.84, FSRCNN-PS-36-T1-Y 0.84 / 1.00, FSRCNN-PS-16-Y 0.89 / 0.91,
-    FSRCNN-PS-56-M12-Y (x3) 0.77 / 0.86, EDSR-B6C32 0.49 / 0.51.
+    at 1 thread (a fused run's network pool) / 2 threads: FSRCNN-PS-56-M9P4-Y 0.71 / 0.78,
+    FSRCNN-PS-56-Y 0.71 / 0.76, FSRCNN-PS-36-T1-Y 0.84 / 0.92, FSRCNN-PS-16-Y 0.87 / 0.91,
+    FSRCNN-PS-56-M12-Y (x3) 0.71 / 0.79, EDSR-B6C32 0.49 / 0.51.
     """
     if not native:
         where = "CPU" if device_type == "cpu" else "device"
