@@ -61,22 +61,27 @@ def test_no_fallback_copy_where_fp32_would_overflow_too(precision):
     assert branch.fallback is None and branch.precision == precision
 
 
-def test_prelu_computes_narrow_floats_in_float32_on_the_cpu():
-    from vsr_stream.models.dtypes import PReLU
+def test_prelu_computes_narrow_floats_in_float32_on_the_cpu(monkeypatch):
+    from vsr_stream.models import dtypes
 
     torch.manual_seed(0)
-    ours, theirs = PReLU(6), nn.PReLU(6)
+    ours, theirs = dtypes.PReLU(6), nn.PReLU(6)
     with torch.no_grad():
         ours.weight.copy_(torch.tensor([-0.8, -0.1, 0.0, 0.3, 1.0, 1.7]))  # trained slopes leave [0, 1]
     theirs.load_state_dict(ours.state_dict())  # the same parameter under the same name
     x = torch.randn(2, 6, 5, 7).contiguous(memory_format=torch.channels_last)
+    prelu = torch.nn.functional.prelu
     with torch.no_grad():
-        assert torch.equal(ours(x), theirs(x))  # float32: nn.PReLU itself
+        want32 = theirs(x)
+        want16 = prelu(x.bfloat16().float(), ours.weight.bfloat16().float()).bfloat16()
+        seen = []  # the dtypes torch's PReLU kernel runs in: never bf16, its slow path on a CPU
+        monkeypatch.setattr(dtypes.F, "prelu", lambda v, w: seen.append((v.dtype, w.dtype)) or prelu(v, w))
+        assert torch.equal(ours(x), want32)  # float32: nn.PReLU itself
         ours.bfloat16()
         y = ours(x.bfloat16())
-        expected = torch.nn.functional.prelu(x.bfloat16().float(), ours.weight.float()).bfloat16()
     assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(y, expected)
+    assert torch.equal(y, want16)
+    assert seen == [(torch.float32, torch.float32)] * 2
 
 
 @pytest.mark.parametrize("shape", [(1, 56, 204, 344), (3, 12, 97, 41), (2, 5, 1, 1)])

@@ -51,7 +51,7 @@ class PReLU(nn.PReLU):
     and 10.9 ms on 56, against 0.22 and 0.79 ms in float32, while the bf16 convolutions around it
     ran 2-5x faster than float32 ones. The casts cost less than the difference: a whole
     FSRCNN-PS-56-M9P4-Y on a 320x180 frame (one thread) took 88-94 ms in bf16 with torch's
-    PReLU, 36-40 ms with this one, and 55-58 ms in float32 (docs/performance.md).
+    PReLU, 33-40 ms with this one, and 55-58 ms in float32 (docs/performance.md).
 
     A (N, C, H, W) input goes through float32 a block of rows at a time, each block's float32 copy
     about :data:`_PRELU_CHUNK_BYTES`: it stays in the cache between the casts and the PReLU, and a
