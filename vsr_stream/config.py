@@ -191,11 +191,12 @@ class ReuseConfig(_Section):
         "bicubic skip would show them (docs/performance.md: on the static clip, at mad_threshold 2, -0.002 dB "
         "against -0.031 without; at 8, -0.037 against -0.59).")
     min_fraction: float = Field(
-        0.5, ge=0, le=1, description="A frame reuses its unchanged tiles only when they are at least this "
-        "fraction of its tiles; below it every tile is upscaled, as one whole-frame window where merge_px allows: "
-        "the windows cut around a few reused tiles cost about what the whole frame does, and the stitch comes on "
-        "top (docs/performance.md: camera-like video at mad_threshold 8, 0.84x the naive loop's fps with 0, "
-        "1.05x with 0.5, the static clip unchanged).")
+        0.75, ge=0, le=1, description="A frame reuses its unchanged tiles only when they are at least this "
+        "fraction of its tiles (tiles due for their max_age_frames refresh count as unchanged); below it every "
+        "tile is upscaled, as one whole-frame window where merge_px allows: "
+        "the windows around the changed tiles cost nearly what the whole frame does, and the corrected stitch "
+        "comes on top. With bf16 branches on the AVX-512 BF16 CPU reuse paid a little at 77% of tiles unchanged "
+        "(+2% to +13%) and cost 15-24% at 57% (docs/performance.md, 'When reuse pays').")
     block_px: int = Field(
         16, ge=1, description="Side of the blocks the difference is averaged over, in LR pixels (each core is "
         "split into evenly sized blocks of about this side): small enough that a small moving object is not "

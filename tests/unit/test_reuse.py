@@ -54,6 +54,9 @@ def test_a_frame_reusing_fewer_than_min_fraction_of_its_tiles_reuses_none():
     assert not reused.any() and new_age.tolist() == [0, 6, 12, 18, 24]  # upscaled whole: a staggered restart
     reused, new_age = decide_reuse(change, age, 1.0, 30, min_fraction=0.4)  # 2 of 5 >= 2
     assert reused.tolist() == [True, True, False, False, False] and new_age.tolist() == [4, 1, 0, 0, 0]
+    # a tile due for its forced refresh is still unchanged: it counts towards min_fraction
+    reused, new_age = decide_reuse(change, np.array([30, 0, 0, 0, 0]), 1.0, 30, min_fraction=0.4)
+    assert reused.tolist() == [False, True, False, False, False] and new_age.tolist() == [0, 1, 0, 0, 0]
 
 
 def test_block_rows_partition_every_core_into_even_blocks():

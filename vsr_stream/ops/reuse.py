@@ -90,17 +90,21 @@ def decide_reuse(change: np.ndarray, age: np.ndarray, mad_threshold: float,
     """Which tiles to reuse, and their ages after this frame.
 
     ``change``: float ``(n,)`` from :func:`core_change`; ``age``: int ``(n,)``, frames each tile has
-    been reused in a row. A tile is reused when ``change <= mad_threshold`` and ``age <
-    max_age_frames``, unless fewer than ``min_fraction`` of the ``n`` tiles are: then none is, and
-    as after any frame upscaled whole the ages restart staggered (:func:`first_ages`).
+    been reused in a row. A tile is unchanged when ``change <= mad_threshold``, and reused when it
+    is unchanged and ``age < max_age_frames``, unless fewer than ``min_fraction`` of the ``n`` tiles
+    are unchanged: then none is reused, and as after any frame upscaled whole the ages restart
+    staggered (:func:`first_ages`). The forced refreshes of old tiles do not count against
+    ``min_fraction``: they are spread a few a frame, and a static scene keeps its reuse whatever
+    ``max_age_frames`` is.
     Returns bool ``reused (n,)`` and int64 ``age (n,)``: ``age + 1`` where reused, 0 where
     upscaled. Raises :class:`ModelInputError` if the shapes differ.
     """
     if change.shape != age.shape or change.ndim != 1:
         raise ModelInputError(f"decide_reuse: change and age must be (n,), got {change.shape} and {age.shape}")
-    reused = (change <= mad_threshold) & (age < max_age_frames)
-    if reused.sum() < min_fraction * len(reused):
-        return np.zeros_like(reused), first_ages(len(reused), max_age_frames)
+    unchanged = change <= mad_threshold
+    if unchanged.sum() < min_fraction * len(unchanged):
+        return np.zeros_like(unchanged), first_ages(len(unchanged), max_age_frames)
+    reused = unchanged & (age < max_age_frames)
     return reused, np.where(reused, age + 1, 0).astype(np.int64)
 
 
