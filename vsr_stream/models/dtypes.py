@@ -63,12 +63,13 @@ class PReLU(nn.PReLU):
         if x.dtype == torch.float32 or x.device.type != "cpu":
             return F.prelu(x, self.weight)
         weight = self.weight.float()
-        n, c, h, w = x.shape if x.ndim == 4 else (0, 0, 0, 0)
-        rows = _PRELU_CHUNK_BYTES // max(n * c * w * 4, 1)  # float32 rows of the batch per block
-        if rows >= h:  # one block (also any input that is not (N, C, H, W))
+        if x.ndim != 4:
             return F.prelu(x.float(), weight).to(x.dtype)
-        rows = max(rows, 1)
+        n, c, h, w = x.shape
+        rows = max(1, _PRELU_CHUNK_BYTES // max(n * c * w * 4, 1))  # float32 rows of the batch per block
+        if rows >= h:
+            return F.prelu(x.float(), weight).to(x.dtype)
         out = torch.empty_like(x)
-        for top in range(0, x.shape[2], rows):
+        for top in range(0, h, rows):
             out[:, :, top:top + rows] = F.prelu(x[:, :, top:top + rows].float(), weight)
         return out
