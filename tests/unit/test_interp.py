@@ -33,6 +33,22 @@ def test_channels_last_bicubic_matches_torch_bicubic(scale, shape):
     assert torch.equal(nhwc, x.permute(0, 2, 3, 1))  # the input is left as it was
 
 
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 3), (2, 2, 5, 3), (1, 17, 23, 3), (1, 40, 9, 1)])
+def test_channels_last_bicubic_adds_a_phased_residual_to_every_channel(scale, shape):
+    g = torch.Generator().manual_seed(sum(shape) + scale)
+    nhwc = torch.rand(*shape, generator=g)
+    n, h, w, c = shape
+    phases = torch.randn(n, scale * scale, h, w, generator=g)
+    residual = F.pixel_shuffle(phases, scale).permute(0, 2, 3, 1)  # (N, sH, sW, 1): phase i*s+j at (s*y+i, s*x+j)
+    want = bicubic_nhwc(nhwc, scale) + 255.0 * residual
+    got = bicubic_nhwc(nhwc, scale, phases, alpha=255.0)
+    assert got.shape == (n, h * scale, w * scale, c) and got.is_contiguous()
+    assert torch.allclose(got, want, atol=1e-3, rtol=0)
+    with pytest.raises(ModelInputError, match="residual phases"):
+        bicubic_nhwc(nhwc, scale, phases[:, 1:])
+
+
 def test_phase_taps_sum_to_one_and_use_at_most_four_taps():
     for scale in (2, 3, 4):
         taps = phase_taps(scale)

@@ -24,7 +24,7 @@ from vsr_stream.config import BranchConfig
 from vsr_stream.cpuinfo import this_cpu_flags
 from vsr_stream.errors import ConfigError, ModelInputError
 from vsr_stream.models.dtypes import learned_layers_to
-from vsr_stream.models.interp import bicubic_nhwc, phases_to_nhwc
+from vsr_stream.models.interp import bicubic_nhwc
 from vsr_stream.ops.tensors import as_tensor
 
 log = logging.getLogger(__name__)
@@ -392,12 +392,11 @@ class BranchModel:
         ``x``'s dtype. Against the model's own phases and their interleave (the bicubic skip as a
         dense 5x5 convolution on 3 input channels, then a sum, a clamp, a rounding and an interleave,
         each over the HR frame), a 320x180 x4 frame on two cores took 0.4-1.6 ms less through a
-        network and 3.3-3.8 ms instead of 5.2-6.0 through bicubic alone (docs/performance.md)."""
+        network and 3.3-3.8 ms instead of 5.2-6.0 through bicubic alone (docs/performance.md).
+        The residual is summed inside the bicubic's horizontal pass (:func:`bicubic_nhwc`)."""
+        residual = None if self.module is None else self._forward(self._planar(x, peak))  # (N, s*s, H, W)
         # +0.5 before the taps (each phase's taps sum to 1) makes the final truncation round to nearest
-        hr = bicubic_nhwc(x.to(torch.float32).add_(0.5), self.scale)
-        if self.module is not None:
-            residual = phases_to_nhwc(self._forward(self._planar(x, peak)), self.scale)  # (N, sH, sW, 1)
-            hr.add_(residual, alpha=peak)
+        hr = bicubic_nhwc(x.to(torch.float32).add_(0.5), self.scale, residual, alpha=peak)
         return hr.clamp_(0.0, peak + 0.5).to(x.dtype)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
