@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tests.system.conftest import run_cli
@@ -18,6 +19,7 @@ from vsr_stream.bench.measure import in_child
 from vsr_stream.bench.plot import check_plotting
 from vsr_stream.config import DecodeConfig
 from vsr_stream.errors import ConfigError, StageFailedError
+from vsr_stream.models.inference import native_bf16
 from vsr_stream.media.source import open_source
 
 _BICUBIC = """
@@ -77,6 +79,7 @@ def test_bench_reports_every_number_and_plots(tmp_path):
         assert branch["tiles"] == upscaled and branch["macs_per_window"] == 16 * 18 * 16 * 3 * 16  # 16 taps per HR value
         assert branch["window_px"] == upscaled * 16 * 18 and branch["macs"] == upscaled * branch["macs_per_window"]
         assert r["branch_gmacs_per_s"] > 0 and r["matmul_peak_gmacs_per_s"]["fp32"] > 0
+        assert r["matmul_peak_gmacs_per_s"]["bf16_native"] == native_bf16(torch.device("cpu"))[0]
         assert r["branch_fraction_of_peak"]["fp32"] > 0
         assert r["peak_rss_mib"] > 50 and r["memory_scaling"]["frames"] == 40
         assert r["memory_scaling"]["peak_rss_mib"] > 50

@@ -21,6 +21,7 @@ from vsr_stream.bench.clips import Clip, given_clip, make_clip, parse_size
 from vsr_stream.bench.measure import in_child, matmul_peak_gmacs, naive_run, pipeline_run
 from vsr_stream.config import BranchConfig, PipelineConfig
 from vsr_stream.errors import ConfigError
+from vsr_stream.models.inference import native_bf16
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +130,12 @@ def _long_runs(cfgs: dict[str, PipelineConfig], clip: Clip, folder: Path, scale:
 
 
 def _peak(cache: dict[int, dict[str, float]], threads: int) -> dict[str, Any]:
+    """The matmul peaks with ``threads``, and whether this CPU computes bf16 natively: without
+    AVX512-BF16 or AMX torch emulates it (about 1% of the fp32 rate), and the branches' share of
+    the bf16 peak says nothing."""
     if threads not in cache:
         cache[threads] = matmul_peak_gmacs(threads)
-    return {"threads": threads, **cache[threads]}
+    return {"threads": threads, **cache[threads], "bf16_native": native_bf16(torch.device("cpu"))[0]}
 
 
 def _psnr(clip: Clip, output: Path, scale: int) -> float | None:
