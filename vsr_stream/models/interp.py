@@ -138,7 +138,7 @@ def bicubic_nhwc(x: torch.Tensor, scale: int, residual: torch.Tensor | None = No
         rows.permute(0, 2, 3, 1).reshape(n, h, w, scale, c).transpose(2, 3))
     if residual is not None:  # phase i * s + j: HR row s*y + i, column s*x + j
         padded[:, :, 2:w + 2, c:].view(n, h, scale, w, scale).copy_(
-            residual.view(n, scale, scale, h, w).permute(0, 3, 1, 4, 2))
+            residual.reshape(n, scale, scale, h, w).permute(0, 3, 1, 4, 2))
     padded[:, :, :2] = padded[:, :, 2:3]
     padded[:, :, w + 2:] = padded[:, :, w + 1:w + 2]
     up = F.conv2d(padded.permute(0, 3, 1, 2), horizontal)  # (N, s*C, sH, W), channels-last
