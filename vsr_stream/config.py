@@ -142,7 +142,9 @@ class BranchConfig(_Section):
         "vsr_stream/models/inference.py).")
     freeze: bool = Field(
         True, description="CPU, fp32: run the network as a frozen TorchScript trace "
-        "(parameters folded in as constants; same output, as fast or faster); false runs it eagerly.")
+        "(parameters folded in as constants; same output, as fast or faster), on an AVX2 CPU an FSRCNN also "
+        "through torch.jit.optimize_for_inference (9-13% faster there, slower on AVX-512: "
+        "vsr_stream/models/inference.py); false runs it eagerly.")
     self_ensemble: bool = Field(
         False, description="Average the 8 flips/rotations of each tile (EDSR's geometric self-ensemble): "
         "better quality for 8x the work.")

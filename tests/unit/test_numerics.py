@@ -280,13 +280,15 @@ def test_ship_writes_the_card_numbers(tmp_path):
     assert branch_card(BranchConfig(model="fsrcnn-ps-16-y", weights=str(weights)), 2) == (card, "")
 
 
+@pytest.mark.parametrize("capability", ["AVX2", "AVX512"])  # with and without optimize_for_inference on FSRCNNs
 @pytest.mark.parametrize("model, self_ensemble", [("fsrcnn-ps-56-y", False), ("fsrcnn-36", False),
                                                   ("edsr-b6c32-asym", False), ("mdsr-b8c48", False),
                                                   ("fsrcnn-ps-16-y", True)])
-def test_frozen_network_matches_eager_at_other_window_sizes(model, self_ensemble):
+def test_frozen_network_matches_eager_at_other_window_sizes(model, self_ensemble, capability, monkeypatch):
     """One trace on a small input serves every window size, with the eager network's output."""
     from vsr_stream.models.inference import BranchModel
 
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
     branch = dict(model=model, precision="fp32", self_ensemble=self_ensemble)
     torch.manual_seed(0)
     frozen = BranchModel(BranchConfig(**branch), 3, allow_random=True)
@@ -300,3 +302,27 @@ def test_frozen_network_matches_eager_at_other_window_sizes(model, self_ensemble
         assert out_frozen.shape == (shape[0], shape[1] * 3, shape[2] * 3, 3)
         assert np.abs(out_frozen.astype(int) - out_eager.astype(int)).max() <= 1
         assert (out_frozen != out_eager).mean() < 0.01
+
+
+def test_optimize_for_inference_only_for_fsrcnns_on_avx2():
+    from vsr_stream.models.inference import choose_cpu_optimize
+
+    assert choose_cpu_optimize("fsrcnn", "AVX2") and choose_cpu_optimize("fsrcnn", "avx2")
+    assert not choose_cpu_optimize("fsrcnn", "AVX512")  # slower on the AVX-512 BF16 CPU
+    assert not choose_cpu_optimize("edsr", "AVX2")  # slower there too
+    assert not choose_cpu_optimize("fsrcnn", "DEFAULT") and not choose_cpu_optimize("mdsr", "AVX2")
+
+
+def test_an_avx2_cpu_runs_an_fsrcnn_through_optimize_for_inference(monkeypatch):
+    from vsr_stream.models import inference
+
+    calls = []
+    optimize = torch.jit.optimize_for_inference
+    monkeypatch.setattr(torch.jit, "optimize_for_inference", lambda m: calls.append(1) or optimize(m))
+    for capability, optimized_so_far in (("AVX2", 1), ("AVX512", 1)):  # the AVX-512 branch adds no call
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+        net = inference.BranchModel(BranchConfig(model="fsrcnn-ps-16-y", precision="fp32"), 2, allow_random=True)
+        assert net.frozen and len(calls) == optimized_so_far
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    inference.BranchModel(BranchConfig(model="edsr-b6c32-asym", precision="fp32"), 2, allow_random=True)
+    assert len(calls) == 1  # EDSR: frozen, not optimized

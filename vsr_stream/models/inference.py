@@ -240,16 +240,39 @@ def to_layout(module: torch.nn.Module, layout: str) -> torch.nn.Module:
     return module.to(memory_format=memory_format)
 
 
-def freeze_for_cpu(module: torch.nn.Module) -> torch.jit.ScriptModule:
+def choose_cpu_optimize(family: str, capability: str) -> bool:
+    """Whether a frozen fp32 network of model ``family`` also goes through
+    ``torch.jit.optimize_for_inference`` (oneDNN's blocked layouts and prepacked weights) on a CPU
+    whose torch capability (``torch.backends.cpu.get_cpu_capability()``) is ``capability`` (a pure function).
+
+    Measured with ``BranchModel.upscale``, the frozen trace with and without it, alternating in one process,
+    median of 20-40 calls (ms):
+
+    - AVX2 EPYC without AVX-512 (2026-11-28), FSRCNN family:
+      - ``fsrcnn-ps-56-m9p4-y`` x4 on a 320x180 frame: 111 / 117 → 98 / 103 on one thread, 58.6 / 65.4
+        → 53.5 / 57.3 on two;
+      - the same on 16 windows of 88x88: 250 → 232 on one thread, 144 → 128 on two;
+      - ``fsrcnn-ps-56-y``: 78.9 → 70.1 on one thread, 52.6 → 45.8 on two.
+    - The same CPU, ``edsr-b6c32`` with self-ensemble on a 160x90 frame (two threads): 765 → 984, slower.
+    - The AVX-512 BF16 EPYC (2026-11-27), every family slower: ``fsrcnn-ps-56-m9p4-y`` 43.1 → 72.1,
+      ``fsrcnn-ps-56-m12-y`` x3 38.1 → 57.7, ``edsr-b6c32`` 341 → 571 (docs/performance.md).
+
+    So: the FSRCNN family on a CPU that torch runs at AVX2, and nothing else (other capabilities unmeasured).
+    The outputs differ from the plain trace's in 2e-5 of values, by 1.
+    """
+    return family == "fsrcnn" and capability.upper() == "AVX2"
+
+
+def freeze_for_cpu(module: torch.nn.Module, optimize: bool = False) -> torch.jit.ScriptModule:
     """``module`` traced with TorchScript and frozen for CPU inference (parameters folded in as
-    constants): the same outputs as eager, and as fast or faster.
+    constants): the same outputs as eager, and as fast or faster; with ``optimize`` also through
+    ``torch.jit.optimize_for_inference`` (where that pays: :func:`choose_cpu_optimize`).
 
     Measured on the AVX-512 BF16 EPYC (torch 2.13, 2 threads, ``BranchModel.upscale``, one 320x180
     frame / 16 88x88 windows, x4, median of 11 interleaved runs), ms, eager → frozen:
     FSRCNN-PS-56-M9P4-Y 43.0 → 43.1 / 101.2 → 105.7, FSRCNN-PS-56-M12-Y (x3) 44.3 → 38.1 / 91.0 →
     78.5, EDSR-B6C32 360.3 → 341.3 / 778.2 → 764.1. ``torch.jit.optimize_for_inference`` on top
-    (oneDNN layouts; chosen on the earlier AVX2 CPU, where it was 15% faster than eager) made the
-    same runs slower on this one: 72.1 / 112.5, 57.7 / 140.2 and 570.5 / 1570.9 ms.
+    made the same runs slower on this one: 72.1 / 112.5, 57.7 / 140.2 and 570.5 / 1570.9 ms.
 
     The registered networks are plain convolution stacks without shape-dependent control flow,
     so one trace on a small float32 input serves every window size (tested against eager).
@@ -262,7 +285,8 @@ def freeze_for_cpu(module: torch.nn.Module) -> torch.jit.ScriptModule:
         # TorchScript is deprecated for torch.compile, which needs a compiler at run time and
         # recompiles per window shape; TorchScript still works throughout torch < 2.15
         warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.freeze(torch.jit.trace(module.eval(), example, check_trace=False))
+        frozen = torch.jit.freeze(torch.jit.trace(module.eval(), example, check_trace=False))
+        return torch.jit.optimize_for_inference(frozen) if optimize else frozen
 
 
 # ---------------------------------------------------------------- the branch
@@ -349,8 +373,11 @@ class BranchModel:
         self.fallback = copy.deepcopy(module) if self.precision == "fp16" else None
         self.module = learned_layers_to(module, self.dtype) if self.precision in HALF_PRECISIONS else module
         if branch.freeze and self.device.type == "cpu" and self.precision == "fp32":
+            from vsr_stream.models import get
+
+            optimize = choose_cpu_optimize(get(branch.model).family, torch.backends.cpu.get_cpu_capability())
             try:
-                self.module, self.frozen = freeze_for_cpu(self.module), True
+                self.module, self.frozen = freeze_for_cpu(self.module, optimize), True
             except Exception as e:  # an optimisation only: the eager network runs, and fails there if broken
                 log.warning("%s x%d: cannot be frozen for inference (%s: %s); running it eagerly",
                             branch.model, scale, type(e).__name__, e)
