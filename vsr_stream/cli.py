@@ -295,8 +295,8 @@ def _bench_preset_lines(r: dict[str, Any]) -> list[str]:
              f"  ratio      : {r['ratio']:.2f}x, PSNR difference {num(r['psnr_delta_db'], '+.3f')} dB",
              f"  stages     : {stages} ms/frame; ideal {num(r['ideal_fps'])} fps, efficiency {num(r['efficiency'])}",
              f"  branches   : {num(r['branch_gmacs_per_s'])} GMAC/s; matmul peak fp32 {peak['fp32']:.1f}, "
-             f"bf16 {peak['bf16']:.1f}{'' if peak.get('bf16_native', True) else ' (emulated)'} GMAC/s ({peak['threads']} threads) -> {num(share.get('fp32'), '.0%')} / "
-             f"{num(share.get('bf16'), '.0%')} of peak",
+             f"bf16 {peak['bf16']:.1f}{'' if peak['bf16_native'] else ' (emulated)'} GMAC/s "
+             f"({peak['threads']} threads) -> {num(share.get('fp32'), '.0%')} / {num(share.get('bf16'), '.0%')} of peak",
              f"  memory     : peak RSS {r['peak_rss_mib']:.0f} MiB (naive {r['naive_peak_rss_mib']:.0f} MiB)"]
     if r["peak_rss_children_mib"]:
         lines[-1] += f", stage processes up to {r['peak_rss_children_mib']:.0f} MiB each"

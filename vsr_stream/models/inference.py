@@ -319,7 +319,7 @@ class BranchModel:
     :meth:`upscale` takes and returns host NumPy arrays; :meth:`upscale_tensor` does the same
     work on torch tensors already on ``device`` (the fused mode hands it device memory).
     ``precision`` ("fp32", "fp16", "bf16", "int8") and ``layout`` ("channels_last",
-    "contiguous") are the resolved settings.
+    "contiguous") are the resolved settings; ``family`` is the model's (registry) family.
 
     On the CPU, constructing one also sets this process's heap to keep the network's freed
     activations resident (:func:`~vsr_stream.runtime.memory.keep_heap_resident`): without it
@@ -339,7 +339,8 @@ class BranchModel:
         if branch.threads:
             torch.set_num_threads(branch.threads)
         self.precision = resolve_precision(branch, scale, self.device)
-        self.layout = (choose_auto_layout(get(branch.model).family, self.device.type, self.precision)
+        self.family = get(branch.model).family
+        self.layout = (choose_auto_layout(self.family, self.device.type, self.precision)
                        if branch.layout == "auto" else branch.layout)
         module = build_branch_module(branch, scale, allow_random)
         # A bicubic upscale plus a learned residual (interp.Bicubic.phase_output): the network runs
@@ -373,9 +374,7 @@ class BranchModel:
         self.fallback = copy.deepcopy(module) if self.precision == "fp16" else None
         self.module = learned_layers_to(module, self.dtype) if self.precision in HALF_PRECISIONS else module
         if branch.freeze and self.device.type == "cpu" and self.precision == "fp32":
-            from vsr_stream.models import get
-
-            optimize = choose_cpu_optimize(get(branch.model).family, torch.backends.cpu.get_cpu_capability())
+            optimize = choose_cpu_optimize(self.family, torch.backends.cpu.get_cpu_capability())
             try:
                 self.module, self.frozen = freeze_for_cpu(self.module, optimize), True
             except Exception as e:  # an optimisation only: the eager network runs, and fails there if broken
